@@ -1,0 +1,45 @@
+# callcenter-metrics: every target installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install kafka-up kafka-down test test-unit lint run bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
+	  || { echo "install: Python 3.11 or newer is required ($(PYTHON))" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+kafka-up: install
+	scripts/kafka.sh up
+
+kafka-down:
+	scripts/kafka.sh down
+
+# The whole suite: unit tests, then integration tests against the real local broker.
+test: install kafka-up
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check stream_app tests bench
+	$(VENV)/bin/ruff format --check stream_app tests bench
+	$(VENV)/bin/mypy stream_app tests bench
+
+# The system: the broker and a worker (Ctrl-C stops what it started).
+run: install kafka-up
+	scripts/run.sh
+
+bench: install kafka-up
+	$(PY) bench/drain.py
+
+clean:
+	rm -rf $(VENV) .data build *.egg-info

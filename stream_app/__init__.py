@@ -1,0 +1,3 @@
+"""callcenter-metrics: real-time SLA metrics for call centers."""
+
+__version__ = "0.1.0"

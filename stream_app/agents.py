@@ -1,0 +1,197 @@
+"""The data flow as Faust agents: call-events → calls → queue-updates → queues → queue-metrics.
+
+Both agents also read a tick topic co-partitioned with their input, so housekeeping (closing
+intervals of idle queues on a live feed, retiring calls, retention) runs in stream context on
+the partition it concerns (the Kafka Streams punctuator idea). concurrency=1 on both: they
+write tables (faust-streaming #606).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+
+from stream_app.domain.calls import Emission
+from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.model import Contribution
+from stream_app.domain.queues import QueueStage, WindowConfig
+from stream_app.domain.windows import StreamClock
+from stream_app.exporter import QueueCollector
+from stream_app.tables import TableStore, create_tables
+
+if TYPE_CHECKING:
+    from stream_app.app import Pipeline
+
+SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def register(pipeline: Pipeline) -> None:
+    app, settings, metrics = pipeline.app, pipeline.settings, pipeline.metrics
+    topic = settings.topic
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+
+    events_in = app.topic(topic("call-events"), topic("calls-ticks"), **raw)
+    updates_in = app.topic(topic("queue-updates"), topic("queue-ticks"), **raw)
+    call_events = app.topic(topic("call-events"), **raw)
+    calls_ticks = app.topic(topic("calls-ticks"), **raw)
+    queue_ticks = app.topic(topic("queue-ticks"), **raw)
+    queue_updates = app.topic(topic("queue-updates"), **raw)
+    call_outcomes = app.topic(topic("call-outcomes"), **raw)
+    queue_metrics = app.topic(topic("queue-metrics"), **raw)
+    dlq = app.topic(topic("call-events-dlq"), **raw)
+
+    calls_table, queues_table = create_tables(
+        app,
+        calls_partitions=pipeline.partitions[topic("call-events")],
+        queue_partitions=pipeline.partitions[topic("queue-updates")],
+    )
+    clock = StreamClock()
+    calls = CallsStage(
+        TableStore(calls_table),
+        pipeline.sla,
+        clock,
+        max_event_bytes=settings.max_event_bytes,
+        retention_ms=settings.retention_ms,
+        call_ttl_ms=settings.call_ttl_ms,
+    )
+    windows = WindowConfig(
+        interval_ms=settings.interval_ms,
+        grace_ms=settings.grace_ms,
+        retention_ms=settings.retention_ms + settings.interval_ms,
+        zone=settings.zone,
+    )
+    queues = QueueStage(TableStore(queues_table), windows, pipeline.sla)
+    collector = QueueCollector(app, queues, clock, pipeline.sla, topic("queue-updates"))
+    metrics.registry.register(collector)
+    swept_at: dict[tuple[str, int], int] = {}
+
+    def stream_now() -> int | None:
+        now = clock.now(wall_ms())
+        if now is not None:
+            metrics.stream_time.set(now / 1000)
+        return now
+
+    async def send_emission(call_id: str, emission: Emission) -> None:
+        st = clock.newest_ts
+        for queue, contribution in emission.contributions.items():
+            value = orjson.dumps({"q": queue, "c": call_id, "x": contribution.to_json(), "st": st})
+            await queue_updates.send(key=queue.encode(), value=value)
+        if emission.outcome is not None:
+            await call_outcomes.send(key=call_id.encode(), value=orjson.dumps(emission.outcome))
+
+    def sweep_due(stage: str, partition: int) -> bool:
+        now = wall_ms()
+        if now - swept_at.get((stage, partition), 0) < SWEEP_EVERY_MS:
+            return False
+        swept_at[(stage, partition)] = now
+        return True
+
+    @app.agent(events_in, concurrency=1)
+    async def process_calls(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            if message.topic != call_events.get_topic_name():
+                now = stream_now()
+                if now is not None and sweep_due("calls", message.partition):
+                    swept = calls.sweep(now)
+                    metrics.evicted.inc(swept.evicted)
+                    for call_id, emission in swept.emissions:
+                        await send_emission(call_id, emission)
+                continue
+            outcome = calls.process(message.key, message.value, wall_ms())
+            if outcome.reject is not None:
+                metrics.rejected.labels(reason=outcome.reject).inc()
+                if outcome.late:
+                    metrics.late.inc()
+                headers = [
+                    ("reason", outcome.reject.encode()),
+                    ("detail", outcome.detail.encode()[:1000]),
+                ]
+                await dlq.send(key=message.key, value=message.value, headers=headers)
+                continue
+            if outcome.rekey is not None:
+                await call_events.send(
+                    key=outcome.rekey.encode(), value=message.value, headers=message.headers
+                )
+                continue
+            assert outcome.event is not None
+            metrics.events.labels(type=outcome.event.type).inc()
+            if outcome.duplicate:
+                metrics.duplicates.inc()
+            if outcome.emission is not None:
+                await send_emission(outcome.event.call_id, outcome.emission)
+
+    seen_partitions: set[int] = set()
+
+    async def close(queue: str, now: int) -> None:
+        for key, record in queues.close_due(queue, now):
+            await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
+
+    @app.agent(updates_in, concurrency=1)
+    async def process_queues(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            partition = message.partition
+            if partition not in seen_partitions:
+                # First record since this partition was assigned: learn its queues, and re-send
+                # what it published (a crash may have lost a send whose state change was kept).
+                seen_partitions.add(partition)
+                for queue in queues.queues():
+                    collector.owns(queue, partition)
+                for key, record in queues.published():
+                    await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
+            if message.topic == queue_updates.get_topic_name():
+                update = orjson.loads(message.value)
+                queue = update["q"]
+                if update["st"] is not None:
+                    clock.observe(update["st"], wall_ms())
+                now = stream_now()
+                assert now is not None
+                collector.owns(queue, partition)
+                applied = queues.apply(
+                    queue, update["c"], Contribution.from_json(update["x"]), message.offset, now
+                )
+                for speed_ms in applied.new_answer_speeds_ms:
+                    metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+                await close(queue, now)
+                continue
+            now = stream_now()
+            if now is None:
+                continue
+            for queue in collector.queues_on(partition):
+                await close(queue, now)
+            if sweep_due("queues", partition):
+                queues.sweep(now)
+
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == queue_updates.get_topic_name():
+                seen_partitions.discard(tp.partition)
+                collector.disown(tp.partition)
+
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        for tp in assigned:
+            if tp.topic in (queue_updates.get_topic_name(), queue_ticks.get_topic_name()):
+                seen_partitions.discard(tp.partition)
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+
+    @app.timer(interval=1.0, on_leader=True)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        """Ticks into every partition of both stages, so idle partitions still close and sweep."""
+        for ticks, name in ((calls_ticks, "call-events"), (queue_ticks, "queue-updates")):
+            for partition in range(pipeline.partitions[topic(name)]):
+                await ticks.send(key=b"tick", value=b"", partition=partition)

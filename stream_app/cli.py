@@ -1,0 +1,110 @@
+"""`stream-app`: the worker and the tools around it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from stream_app.settings import SettingsError, load_settings
+
+
+def _fail(message: str) -> int:
+    print(f"stream-app: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one Faust worker: create missing topics, then consume until SIGTERM or Ctrl-C."""
+    from stream_app.domain.sla import SlaConfigError, load_sla_config
+
+    try:
+        settings = load_settings()
+        sla = load_sla_config(settings.sla_config or None)
+    except (SettingsError, SlaConfigError) as exc:
+        return _fail(f"bad setting: {exc}")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+    )
+
+    import faust
+
+    from stream_app.app import create_app
+    from stream_app.catalog import ensure_topics
+
+    try:
+        partitions = asyncio.run(ensure_topics(settings))
+    except Exception as exc:
+        return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap} to create topics: {exc!r}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = create_app(settings, sla, partitions)
+    worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()  # handles SIGTERM/SIGINT; exits the process when stopped
+    return 0
+
+
+def cmd_replay_anonymous_bank(args: argparse.Namespace) -> int:
+    """Replay the Technion records as contract events, in event-time order."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from stream_app.sources.anonymous_bank import load
+    from stream_app.sources.producer import produce_events
+
+    try:
+        settings = load_settings()
+        zone = ZoneInfo(args.tz)
+    except SettingsError as exc:
+        return _fail(f"bad setting: {exc}")
+    except (ZoneInfoNotFoundError, ValueError):
+        return _fail(f"--tz must be an IANA time zone, got {args.tz!r}")
+    try:
+        plan = load(args.file, zone)
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.file}: {exc}")
+    reasons: dict[str, int] = {}
+    for skip in plan.skipped:
+        kind = skip.reason.split(":", 1)[0]
+        reasons[kind] = reasons.get(kind, 0) + 1
+        if kind != "phantom":
+            print(f"{args.file}:{skip.line}: skipped: {skip.reason}", file=sys.stderr)
+    sent = asyncio.run(produce_events(settings, plan.events, speed=args.speed))
+    skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(reasons.items())) or "none"
+    print(
+        f"replayed {plan.calls} calls as {sent} events to {settings.topic('call-events')}; skipped rows: {skipped}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser(
+        "worker", help="run a worker (settings from the environment, see README)"
+    )
+    worker.set_defaults(func=cmd_worker)
+    replay = sub.add_parser("replay", help="replay recorded calls into call-events")
+    sources = replay.add_subparsers(dest="source", required=True)
+    bank = sources.add_parser(
+        "anonymous-bank", help="the Technion Anonymous Bank TSV (one row per call)"
+    )
+    bank.add_argument("file", help="path of the TSV file")
+    bank.add_argument(
+        "--tz", default="UTC", help="time zone of the wall-clock times in the file (default UTC)"
+    )
+    bank.add_argument(
+        "--speed", type=float, default=None, help="Nx real time (default: as fast as possible)"
+    )
+    bank.set_defaults(func=cmd_replay_anonymous_bank)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

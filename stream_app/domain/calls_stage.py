@@ -1,0 +1,126 @@
+"""The calls stage: one input record in, what to send out (plain Python, driven by the agent).
+
+Per record: validate; reject to the dead-letter topic with a reason; route a record keyed by
+something other than its call_id back onto the input under the right key (so all of a call's
+events meet on one partition); drop duplicates by event_id; and tell the queues stage each
+call's whole current contribution whenever it changes. On a duplicate everything last sent is
+sent again: if a crash lost a send after the state that records it was written, the replayed
+input (all duplicates by then) repairs it, and the queues stage is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_app.domain.calls import CallState, Emission, evict, plan_emission, resend_all
+from stream_app.domain.events import Rejected, parse_event
+from stream_app.domain.model import Event
+from stream_app.domain.queues import Store
+from stream_app.domain.sla import SlaConfig
+from stream_app.domain.windows import StreamClock
+
+FINISHED_HOLD_MS = (
+    60 * 60_000
+)  # a finished call stays whole this long for late events, then a tombstone
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the agent must do for one record."""
+
+    event: Event | None = None
+    reject: str | None = None  # a reason: send the record unchanged to the dead-letter topic
+    detail: str = ""
+    late: bool = False
+    rekey: str | None = None  # send the record unchanged to the input, keyed by this call_id
+    duplicate: bool = False
+    emission: Emission | None = None
+
+
+@dataclass(slots=True)
+class Swept:
+    evicted: int = 0
+    tombstoned: int = 0
+    deleted: int = 0
+    emissions: list[tuple[str, Emission]] = field(default_factory=list)
+
+
+class CallsStage:
+    def __init__(
+        self,
+        store: Store,
+        sla: SlaConfig,
+        clock: StreamClock,
+        *,
+        max_event_bytes: int,
+        retention_ms: int,
+        call_ttl_ms: int,
+    ) -> None:
+        self.store = store
+        self.sla = sla
+        self.clock = clock
+        self.max_event_bytes = max_event_bytes
+        self.retention_ms = retention_ms
+        self.call_ttl_ms = call_ttl_ms
+
+    def short_abandon_ms(self, queue: str | None) -> int:
+        return self.sla.for_queue(queue).short_abandon_ms
+
+    def process(self, key: bytes | None, raw: bytes | None, wall_ms: int) -> Outcome:
+        try:
+            event = parse_event(raw, now_ms=wall_ms, max_bytes=self.max_event_bytes)
+        except Rejected as rejected:
+            return Outcome(reject=rejected.reason, detail=rejected.detail)
+        if key is None or key != event.call_id.encode():
+            return Outcome(event=event, rekey=event.call_id)
+        self.clock.observe(event.ts, wall_ms)
+        now = self.clock.now(wall_ms)
+        if now is not None and event.ts < now - self.retention_ms:
+            return Outcome(
+                event=event,
+                reject="late",
+                late=True,
+                detail="older than the window state's retention",
+            )
+        stored: dict[str, Any] | None = self.store.get(event.call_id)
+        state = CallState.from_json(stored) if stored is not None else CallState.new(event.call_id)
+        if state.tombstoned:
+            if state.apply(event):  # a new event for a call already gone: too late to count
+                return Outcome(
+                    event=event,
+                    reject="late",
+                    late=True,
+                    detail="the call's state was already retired",
+                )
+            return Outcome(event=event, duplicate=True)
+        if not state.apply(event):
+            emission = resend_all(state)
+            return Outcome(event=event, duplicate=True, emission=emission)
+        emission = plan_emission(state, self.short_abandon_ms)
+        self.store.set(event.call_id, state.to_json())
+        return Outcome(event=event, emission=emission)
+
+    def sweep(self, stream_now: int) -> Swept:
+        """Retire finished calls, evict silent ones, forget tombstones past retention."""
+        swept = Swept()
+        for call_id, stored in list(self.store.items()):
+            state = CallState.from_json(stored)
+            age = stream_now - state.last_ts
+            if state.tombstoned:
+                if age > self.retention_ms:
+                    self.store.delete(call_id)
+                    swept.deleted += 1
+                continue
+            if state.is_finished():
+                if age <= FINISHED_HOLD_MS:
+                    continue
+                swept.tombstoned += 1
+            elif age > self.call_ttl_ms:
+                swept.emissions.append((call_id, evict(state)))
+                swept.evicted += 1
+            else:
+                continue
+            state.to_tombstone()
+            self.store.set(call_id, state.to_json())
+        return swept

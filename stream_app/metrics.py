@@ -1,0 +1,79 @@
+"""The contract's Prometheus metrics (§4) on a dedicated registry, one set per worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from stream_app.domain.events import REJECT_REASONS
+from stream_app.domain.model import EVENT_TYPES
+
+# Standard answer-speed bounds; every queue's service-level threshold is added to them.
+ANSWER_SPEED_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    events: Counter
+    rejected: Counter
+    duplicates: Counter
+    late: Counter
+    evicted: Counter
+    answer_speed: Histogram
+    stream_time: Gauge
+
+    @classmethod
+    def create(cls, thresholds: list[float]) -> Metrics:
+        disable_created_metrics()  # `_created` series only add noise to a wallboard's scrape
+        registry = CollectorRegistry(auto_describe=True)
+        buckets = sorted({*ANSWER_SPEED_BUCKETS, *thresholds})
+        metrics = cls(
+            registry=registry,
+            events=Counter(
+                "callcenter_events",
+                "Valid call events processed, by type.",
+                ["type"],
+                registry=registry,
+            ),
+            rejected=Counter(
+                "callcenter_events_rejected",
+                "Input records rejected to the dead-letter topic, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                "callcenter_events_duplicate",
+                "Events ignored because their event_id was seen.",
+                registry=registry,
+            ),
+            late=Counter(
+                "callcenter_events_late",
+                "Events older than the retention of the window state (sent to the dead-letter topic).",
+                registry=registry,
+            ),
+            evicted=Counter(
+                "callcenter_calls_evicted",
+                "Calls that went silent past CALL_TTL_HOURS and left the call table unfinished.",
+                registry=registry,
+            ),
+            answer_speed=Histogram(
+                "callcenter_answer_speed_seconds",
+                "Answer speed of answered calls (IVR excluded), by queue.",
+                ["queue"],
+                buckets=buckets,
+                registry=registry,
+            ),
+            stream_time=Gauge(
+                "callcenter_stream_time_seconds",
+                "Stream time of this worker: the newest event time seen (moved on by the wall clock on a live feed).",
+                registry=registry,
+            ),
+        )
+        # Every fixed label value exists from the start: a rate over a reason never seen is 0, not absent.
+        for event_type in EVENT_TYPES:
+            metrics.events.labels(type=event_type)
+        for reason in sorted(REJECT_REASONS):
+            metrics.rejected.labels(reason=reason)
+        return metrics

@@ -1,0 +1,259 @@
+"""Helpers for integration tests: the real broker, and `stream-app worker` as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+STREAM_APP = ROOT / ".venv" / "bin" / "stream-app"
+
+
+def unique_prefix(tag: str) -> str:
+    return f"t-{tag}-{uuid.uuid4().hex[:8]}-"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def broker_available() -> bool:
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+    def json(self) -> Any:
+        assert self.value is not None
+        return orjson.loads(self.value)
+
+
+def produce(
+    topic: str, records: Iterable[tuple[bytes | str | None, bytes | str | dict[str, Any] | None]]
+) -> int:
+    """Produce records and wait until the broker acknowledged every one."""
+
+    async def run() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            futures = []
+            for key, value in records:
+                k = key.encode() if isinstance(key, str) else key
+                if isinstance(value, dict):
+                    v: bytes | None = orjson.dumps(value)
+                elif isinstance(value, str):
+                    v = value.encode()
+                else:
+                    v = value
+                futures.append(await producer.send(topic, key=k, value=v))
+            await asyncio.gather(*futures)
+            return len(futures)
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def consume_all(
+    topic: str, *, expect: int | None = None, timeout: float = 30.0, idle: float = 2.0
+) -> list[Record]:
+    """Read a topic from the beginning: until `expect` records arrived, or nothing new for `idle` s."""
+
+    async def run() -> list[Record]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            deadline = time.monotonic() + 10
+            while partitions is None and time.monotonic() < deadline:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                return []
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out: list[Record] = []
+            end = time.monotonic() + timeout
+            last_new = time.monotonic()
+            while time.monotonic() < end:
+                batch = await consumer.getmany(timeout_ms=250)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        out.append(
+                            Record(
+                                m.key, m.value, {k: v for k, v in m.headers}, tp.partition, m.offset
+                            )
+                        )
+                        last_new = time.monotonic()
+                if expect is not None and len(out) >= expect:
+                    break
+                if expect is None and time.monotonic() - last_new > idle:
+                    break
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def describe_topics(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Partition count and the non-default configs of each topic."""
+
+    async def run() -> dict[str, dict[str, Any]]:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            present = [n for n in names if n in existing]
+            out: dict[str, dict[str, Any]] = {}
+            for d in await admin.describe_topics(present):
+                out[d["topic"]] = {"partitions": len(d["partitions"]), "config": {}}
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
+            for response in await admin.describe_configs(resources):
+                for resource in response.resources:
+                    _err, _msg, _type, name, entries = resource
+                    out[name]["config"] = {e[0]: e[1] for e in entries}
+            return out
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
+
+
+@dataclass
+class Worker:
+    """`stream-app worker` as a real subprocess with its own settings."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.env["WEB_PORT"])
+
+    def start(self) -> Worker:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(STREAM_APP), "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        return self
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=timeout
+            ) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float = 90.0, *, assigned: bool = True) -> None:
+        """Until /health answers and (by default) the worker owns partitions."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, body = self.get("/health", timeout=2)
+                if status == 200 and (
+                    not assigned or orjson.loads(body)["assigned_partitions"] > 0
+                ):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready within {timeout} s:\n{self.log()}")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return samples
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> float:
+        """Send `sig` and wait for the exit; return how long it took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(
+                    f"worker ignored signal {sig} for {timeout} s:\n{self.log()}"
+                ) from None
+        return time.monotonic() - started
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def make_worker(tmp: Path, prefix: str, name: str = "w1", **overrides: str) -> Worker:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        KAFKA_BOOTSTRAP=BOOTSTRAP,
+        APP_ID="ccm-test",
+        TOPIC_PREFIX=prefix,
+        WEB_PORT=str(free_port()),
+        WEB_HOST="127.0.0.1",
+        DATA_DIR=str(tmp / f"data-{name}"),
+        LOG_LEVEL="info",
+    )
+    env.update(overrides)
+    return Worker(env=env, log_path=tmp / f"{name}.log")
