@@ -134,6 +134,7 @@ def register(pipeline: Pipeline) -> None:
                 await send_emission(outcome.event.call_id, outcome.emission)
 
     seen_partitions: set[int] = set()
+    settled_at: dict[int, int] = {}
 
     async def close(queue: str, now: int) -> None:
         for key, record in queues.close_due(queue, now):
@@ -165,13 +166,18 @@ def register(pipeline: Pipeline) -> None:
                 )
                 for speed_ms in applied.new_answer_speeds_ms:
                     metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
-                await close(queue, now)
                 continue
             now = stream_now()
             if now is None:
                 continue
-            for queue in collector.queues_on(partition):
-                await close(queue, now)
+            # Close by the stream time of the previous tick, not this instant's: records fetched
+            # from other partitions before stream time jumped get a tick's time to be applied, so
+            # an interval is not published early and then revised for no late event at all.
+            settled = settled_at.get(partition)
+            settled_at[partition] = now
+            if settled is not None:
+                for queue in collector.queues_on(partition):
+                    await close(queue, settled)
             if sweep_due("queues", partition):
                 queues.sweep(now)
 
