@@ -77,16 +77,24 @@ def register(pipeline: Pipeline) -> None:
     metrics.registry.register(collector)
     swept_at: dict[tuple[str, int], int] = {}
 
+    # Per queue partition: the stream time each calls partition last reported (records and
+    # watermarks). Its minimum bounds what a calls partition can still accept, so sweeps below
+    # it never delete a bucket a record in flight still needs.
+    source_times: dict[int, dict[int, int]] = {}
+    calls_partitions = pipeline.partitions[topic("call-events")]
+
     def stream_now() -> int | None:
         now = clock.now(wall_ms())
         if now is not None:
             metrics.stream_time.set(now / 1000)
         return now
 
-    async def send_emission(call_id: str, emission: Emission) -> None:
-        st = clock.newest_ts
+    async def send_emission(call_id: str, emission: Emission, partition: int) -> None:
+        st = calls.stream_time(partition)
         for queue, contribution in emission.contributions.items():
-            value = orjson.dumps({"q": queue, "c": call_id, "x": contribution.to_json(), "st": st})
+            value = orjson.dumps(
+                {"q": queue, "c": call_id, "x": contribution.to_json(), "sp": partition, "st": st}
+            )
             await queue_updates.send(key=queue.encode(), value=value)
         if emission.outcome is not None:
             await call_outcomes.send(key=call_id.encode(), value=orjson.dumps(emission.outcome))
@@ -98,19 +106,29 @@ def register(pipeline: Pipeline) -> None:
         swept_at[(stage, partition)] = now
         return True
 
+    async def calls_tick(partition: int) -> None:
+        """Housekeeping of one calls partition, and its stream time to every queue partition."""
+        st = calls.stream_time(partition)
+        if st is None:
+            return
+        calls.save_stream_time(partition)
+        watermark = orjson.dumps({"sp": partition, "st": st})
+        for target in range(pipeline.partitions[topic("queue-updates")]):
+            await queue_updates.send(key=None, value=watermark, partition=target)
+        if sweep_due("calls", partition):
+            swept = calls.sweep(partition)
+            metrics.evicted.inc(swept.evicted)
+            for call_id, emission in swept.emissions:
+                await send_emission(call_id, emission, partition)
+
     @app.agent(events_in, concurrency=1)
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
             if message.topic != call_events.get_topic_name():
-                now = stream_now()
-                if now is not None and sweep_due("calls", message.partition):
-                    swept = calls.sweep(now)
-                    metrics.evicted.inc(swept.evicted)
-                    for call_id, emission in swept.emissions:
-                        await send_emission(call_id, emission)
+                await calls_tick(message.partition)
                 continue
-            outcome = calls.process(message.key, message.value, wall_ms())
+            outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
             if outcome.reject is not None:
                 metrics.rejected.labels(reason=outcome.reject).inc()
                 if outcome.late:
@@ -131,7 +149,7 @@ def register(pipeline: Pipeline) -> None:
             if outcome.duplicate:
                 metrics.duplicates.inc()
             if outcome.emission is not None:
-                await send_emission(outcome.event.call_id, outcome.emission)
+                await send_emission(outcome.event.call_id, outcome.emission, message.partition)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -139,6 +157,22 @@ def register(pipeline: Pipeline) -> None:
     async def close(queue: str, now: int) -> None:
         for key, record in queues.close_due(queue, now):
             await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
+
+    async def queue_tick(partition: int) -> None:
+        now = stream_now()
+        if now is None:
+            return
+        # Close by the stream time of the previous tick, not this instant's: records fetched
+        # from other partitions before stream time jumped get a tick's time to be applied, so
+        # an interval is not published early and then revised for no late event at all.
+        settled = settled_at.get(partition)
+        settled_at[partition] = now
+        if settled is not None:
+            for queue in collector.queues_on(partition):
+                await close(queue, settled)
+        sources = source_times.get(partition, {})
+        if len(sources) == calls_partitions and sweep_due("queues", partition):
+            queues.sweep(min(sources.values()))
 
     @app.agent(updates_in, concurrency=1)
     async def process_queues(stream: faust.StreamT[bytes]) -> None:
@@ -153,36 +187,28 @@ def register(pipeline: Pipeline) -> None:
                     collector.owns(queue, partition)
                 for key, record in queues.published():
                     await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
-            if message.topic == queue_updates.get_topic_name():
-                update = orjson.loads(message.value)
-                queue = update["q"]
-                if update["st"] is not None:
-                    clock.observe(update["st"], wall_ms())
-                now = stream_now()
-                assert now is not None
-                collector.owns(queue, partition)
-                applied = queues.apply(
-                    queue, update["c"], Contribution.from_json(update["x"]), message.offset, now
-                )
-                for speed_ms in applied.new_answer_speeds_ms:
-                    metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+            if message.topic != queue_updates.get_topic_name():
+                await queue_tick(partition)
                 continue
-            now = stream_now()
-            if now is None:
-                continue
-            # Close by the stream time of the previous tick, not this instant's: records fetched
-            # from other partitions before stream time jumped get a tick's time to be applied, so
-            # an interval is not published early and then revised for no late event at all.
-            settled = settled_at.get(partition)
-            settled_at[partition] = now
-            if settled is not None:
-                for queue in collector.queues_on(partition):
-                    await close(queue, settled)
-            if sweep_due("queues", partition):
-                queues.sweep(now)
+            update = orjson.loads(message.value)
+            if update["st"] is not None:
+                clock.observe(update["st"], wall_ms())
+                sources = source_times.setdefault(partition, {})
+                sources[update["sp"]] = max(sources.get(update["sp"], 0), update["st"])
+            queue = update.get("q")
+            if queue is None:
+                continue  # a watermark
+            collector.owns(queue, partition)
+            applied = queues.apply(
+                queue, update["c"], Contribution.from_json(update["x"]), message.offset
+            )
+            for speed_ms in applied.new_answer_speeds_ms:
+                metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
+            if tp.topic == call_events.get_topic_name():
+                calls.forget_partition(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 seen_partitions.discard(tp.partition)
                 collector.disown(tp.partition)

@@ -38,6 +38,8 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger_ms=5,  # lets sends of consecutive records share a request
+        producer_max_batch_size=1024 * 1024,
         processing_guarantee="at_least_once",
         table_standby_replicas=0,
         autodiscover=False,

@@ -41,6 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pipeline = create_app(settings, sla, partitions)
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    worker.spinner = None  # with it, Faust turns the root logger to DEBUG: every debug line costs
     worker.execute_from_commandline()  # handles SIGTERM/SIGINT; exits the process when stopped
     return 0
 

@@ -26,7 +26,7 @@ class Metrics:
 
     @classmethod
     def create(cls, thresholds: list[float]) -> Metrics:
-        disable_created_metrics()  # `_created` series only add noise to a wallboard's scrape
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series only add noise to a wallboard's scrape
         registry = CollectorRegistry(auto_describe=True)
         buckets = sorted({*ANSWER_SPEED_BUCKETS, *thresholds})
         metrics = cls(

@@ -47,7 +47,7 @@ class TableStore:
 def create_tables(
     app: faust.App, *, calls_partitions: int, queue_partitions: int
 ) -> tuple[TableT[Any, Any], TableT[Any, Any]]:
-    raw = faust.Schema(
+    raw: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     common: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "schema": raw}

@@ -6,6 +6,12 @@ events meet on one partition); drop duplicates by event_id; and tell the queues 
 call's whole current contribution whenever it changes. On a duplicate everything last sent is
 sent again: if a crash lost a send after the state that records it was written, the replayed
 input (all duplicates by then) repairs it, and the queues stage is idempotent.
+
+Lateness is judged by the stream time of the record's own partition: a consumer drains its
+partitions unevenly, so in a fast replay one partition can run days of event time ahead of
+another, and the worker-wide stream time (contract §3, used for closing) would wrongly call
+the slower partition's events late. The partition's stream time is kept in the table (under
+PARTITION_TIME_KEY) so a restart does not forget it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.windows import StreamClock
 
-FINISHED_HOLD_MS = (
-    60 * 60_000
-)  # a finished call stays whole this long for late events, then a tombstone
+# A finished call stays whole this long for late events, then it becomes a tombstone.
+FINISHED_HOLD_MS = 60 * 60_000
+PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
 
 
 @dataclass(slots=True)
@@ -63,11 +69,32 @@ class CallsStage:
         self.max_event_bytes = max_event_bytes
         self.retention_ms = retention_ms
         self.call_ttl_ms = call_ttl_ms
+        self.partition_time: dict[int, int] = {}
+
+    def stream_time(self, partition: int) -> int | None:
+        """The newest event ts seen on this partition (restored from the table after a restart)."""
+        if partition not in self.partition_time:
+            stored = self.store.get(PARTITION_TIME_KEY)
+            if stored is None:
+                return None
+            self.partition_time[partition] = stored
+        return self.partition_time[partition]
+
+    def save_stream_time(self, partition: int) -> None:
+        """Persist the partition's stream time (from a tick: cheap, once a second at most)."""
+        value = self.partition_time.get(partition)
+        if value is not None and self.store.get(PARTITION_TIME_KEY) != value:
+            self.store.set(PARTITION_TIME_KEY, value)
+
+    def forget_partition(self, partition: int) -> None:
+        self.partition_time.pop(partition, None)
 
     def short_abandon_ms(self, queue: str | None) -> int:
         return self.sla.for_queue(queue).short_abandon_ms
 
-    def process(self, key: bytes | None, raw: bytes | None, wall_ms: int) -> Outcome:
+    def process(
+        self, key: bytes | None, raw: bytes | None, wall_ms: int, partition: int
+    ) -> Outcome:
         try:
             event = parse_event(raw, now_ms=wall_ms, max_bytes=self.max_event_bytes)
         except Rejected as rejected:
@@ -75,8 +102,10 @@ class CallsStage:
         if key is None or key != event.call_id.encode():
             return Outcome(event=event, rekey=event.call_id)
         self.clock.observe(event.ts, wall_ms)
-        now = self.clock.now(wall_ms)
-        if now is not None and event.ts < now - self.retention_ms:
+        newest = self.stream_time(partition)
+        if newest is None or event.ts > newest:
+            self.partition_time[partition] = event.ts
+        elif event.ts < newest - self.retention_ms:
             return Outcome(
                 event=event,
                 reject="late",
@@ -101,10 +130,15 @@ class CallsStage:
         self.store.set(event.call_id, state.to_json())
         return Outcome(event=event, emission=emission)
 
-    def sweep(self, stream_now: int) -> Swept:
+    def sweep(self, partition: int) -> Swept:
         """Retire finished calls, evict silent ones, forget tombstones past retention."""
         swept = Swept()
+        stream_now = self.stream_time(partition)
+        if stream_now is None:
+            return swept
         for call_id, stored in list(self.store.items()):
+            if call_id == PARTITION_TIME_KEY:
+                continue
             state = CallState.from_json(stored)
             age = stream_now - state.last_ts
             if state.tombstoned:

@@ -6,16 +6,21 @@ seen twice or a correction after a late event never double counts. Each stored v
 the offset of the input record that last changed it: a record re-read after a crash skips the
 keys it had already written, so a kill between two writes leaves no partial update behind.
 
+"today" is summed from the day's intervals (and minutes where an interval straddles local
+midnight), so a fact costs two bucket writes, not three.
+
 One key-value store holds everything of a partition (the Faust table is partitioned like the
 input, so a queue's keys all live on the queue's partition):
   c␟queue␟call_id        → [offset, contribution, service_level_ms, short_abandon_ms]
-  b␟queue␟kind␟start     → [offset, figures, published_revision]   kind: i interval, m minute, d day
+  b␟queue␟kind␟start     → [offset, figures, published_revision, waits]   kind: i interval, m minute;
+                            a minute's waits (sorted) keep its longest wait exact under withdrawals
   q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts]}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -30,6 +35,7 @@ from stream_app.domain.windows import (
     floor_to,
     interval_closed,
     interval_start,
+    minutes_in,
     rolling_minutes,
 )
 
@@ -86,16 +92,10 @@ class QueueStage:
     def bucket_start(self, kind: str, ts: int) -> int:
         if kind == "i":
             return interval_start(ts, self.windows.interval_ms)
-        if kind == "m":
-            return floor_to(ts, MINUTE_MS)
-        return day_start(ts, self.windows.zone)
+        return floor_to(ts, MINUTE_MS)
 
     def bucket_end(self, kind: str, start: int) -> int:
-        if kind == "i":
-            return start + self.windows.interval_ms
-        if kind == "m":
-            return start + MINUTE_MS
-        return day_end(start, self.windows.zone)
+        return start + (self.windows.interval_ms if kind == "i" else MINUTE_MS)
 
     def figures(self, queue: str, kind: str, start: int) -> Figures:
         value = self.store.get(bucket_key(queue, kind, start))
@@ -103,9 +103,7 @@ class QueueStage:
 
     # -- applying a call's contribution ----------------------------------------------------------
 
-    def apply(
-        self, queue: str, call_id: str, new: Contribution, offset: int, stream_now: int
-    ) -> Applied:
+    def apply(self, queue: str, call_id: str, new: Contribution, offset: int) -> Applied:
         """Replace the call's contribution to `queue` with `new` (idempotent per input offset)."""
         applied = Applied()
         ckey = contrib_key(queue, call_id)
@@ -122,22 +120,21 @@ class QueueStage:
             prev, prev_sla = EMPTY, sla_now
         if prev == new and prev_sla.service_level_ms == sla_now.service_level_ms:
             return applied
-        horizon = stream_now - self.windows.retention_ms
         deltas: dict[tuple[str, int], tuple[list[Figures], list[Figures]]] = {}
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
             for ts, facts in contribution_facts(contribution, sla):
-                for kind in ("i", "m", "d"):
+                for kind in ("i", "m"):
                     start = self.bucket_start(kind, ts)
-                    if self.bucket_end(kind, start) <= horizon:
-                        continue  # past the retention of the window state: never resurrect a bucket
                     deltas.setdefault((kind, start), ([], []))[sign].append(facts)
         meta = self._meta(queue)
         dirty: set[int] = set(meta["d"])
-        for (kind, start), (removes, adds) in deltas.items():
-            if _same(removes, adds):
+        # Minutes first: an interval whose longest wait was withdrawn re-reads its minutes.
+        for (kind, start), (removes, adds) in sorted(deltas.items(), key=lambda d: d[0][0] != "m"):
+            removes, adds = _cancel(removes, adds)
+            if not removes and not adds:
                 continue
             bkey = bucket_key(queue, kind, start)
-            value = self.store.get(bkey) or [-1, Figures().to_json(), -1]
+            value = self.store.get(bkey) or [-1, Figures().to_json(), -1, []]
             if value[0] >= offset:
                 continue
             figures = Figures.from_json(value[1])
@@ -146,9 +143,13 @@ class QueueStage:
                 recompute |= figures.subtract(facts)
             for facts in adds:
                 figures.add(facts)
-            if recompute:
-                figures.longest_wait_ms = self._longest(queue, kind, start, call_id, new)
-            self.store.set(bkey, [offset, figures.to_json(), value[2]])
+            waits: list[int] = value[3]
+            if kind == "m":
+                _move_waits(waits, removes, adds)
+                figures.longest_wait_ms = waits[-1] if waits else None
+            elif recompute:
+                figures.longest_wait_ms = self._longest_of_minutes(queue, start)
+            self.store.set(bkey, [offset, figures.to_json(), value[2], waits])
             applied.changed = True
             if kind == "i":
                 dirty.add(start)
@@ -178,24 +179,13 @@ class QueueStage:
         meta: dict[str, Any] | None = self.store.get(meta_key(queue))
         return meta if meta is not None else {"o": -1, "w": {}, "d": []}
 
-    def _longest(
-        self, queue: str, kind: str, start: int, call_id: str, new: Contribution
-    ) -> int | None:
-        """Recompute a bucket's longest wait after its holder was withdrawn (rare: corrections only)."""
-        end = self.bucket_end(kind, start)
-        prefix = f"c{SEP}{queue}{SEP}"
-        own = contrib_key(queue, call_id)
-        contributions: Iterator[Contribution] = (
-            Contribution.from_json(value[1])
-            for key, value in self.store.items()
-            if key.startswith(prefix) and key != own
-        )
-        longest: int | None = None
-        for contribution in (*contributions, new):
-            for ts, facts in contribution_facts(contribution, self.sla.for_queue(queue)):
-                wait = facts.longest_wait_ms
-                if wait is not None and start <= ts < end and (longest is None or wait > longest):
-                    longest = wait
+    def _longest_of_minutes(self, queue: str, start: int) -> int | None:
+        """An interval's longest wait after its holder was withdrawn (corrections only)."""
+        longest = None
+        for minute in minutes_in(start, start + self.windows.interval_ms):
+            wait = self.figures(queue, "m", minute).longest_wait_ms
+            if wait is not None and (longest is None or wait > longest):
+                longest = wait
         return longest
 
     # -- closing intervals -----------------------------------------------------------------------
@@ -219,7 +209,7 @@ class QueueStage:
                 continue
             revision = value[2] + 1
             out.append(self._record(queue, start, value[1], revision))
-            self.store.set(bkey, [value[0], value[1], revision])
+            self.store.set(bkey, [value[0], value[1], revision, value[3]])
         meta["d"] = still_dirty
         self.store.set(meta_key(queue), meta)
         return out
@@ -257,10 +247,28 @@ class QueueStage:
         if window == "interval":
             return self.figures(queue, "i", interval_start(stream_now, self.windows.interval_ms))
         if window == "today":
-            return self.figures(queue, "d", day_start(stream_now, self.windows.zone))
+            return self.today(queue, stream_now)
         total = Figures()
         for minute in rolling_minutes(stream_now, ROLLING_WINDOWS_MS[window]):
             total.add(self.figures(queue, "m", minute))
+        return total
+
+    def today(self, queue: str, stream_now: int) -> Figures:
+        """Since local midnight: whole intervals, and minutes where an interval crosses midnight."""
+        size = self.windows.interval_ms
+        first, last = (
+            day_start(stream_now, self.windows.zone),
+            day_end(stream_now, self.windows.zone),
+        )
+        total = Figures()
+        start = interval_start(first, size)
+        while start < last:
+            if start < first or start + size > last:
+                for minute in minutes_in(max(start, first), min(start + size, last)):
+                    total.add(self.figures(queue, "m", minute))
+            else:
+                total.add(self.figures(queue, "i", start))
+            start += size
         return total
 
     def waiting(self, queue: str) -> dict[str, int]:
@@ -272,9 +280,14 @@ class QueueStage:
 
     # -- retention -------------------------------------------------------------------------------
 
-    def sweep(self, stream_now: int) -> int:
-        """Forget buckets and contributions past the retention of the window state."""
-        horizon = stream_now - self.windows.retention_ms
+    def sweep(self, low_watermark: int) -> int:
+        """Forget buckets and contributions past the retention of the window state.
+
+        `low_watermark` is the oldest stream time among the calls stage's partitions: an event
+        those partitions still accept (not late by their own stream time) can never land in a
+        bucket this deletes, so no bucket is ever resurrected half empty.
+        """
+        horizon = low_watermark - self.windows.retention_ms
         doomed: list[str] = []
         for key, value in self.store.items():
             if key.startswith("b" + SEP):
@@ -291,12 +304,24 @@ class QueueStage:
         return len(doomed)
 
 
-def _same(a: list[Figures], b: list[Figures]) -> bool:
-    if len(a) != len(b):
-        return False
-    remaining = list(b)
-    for item in a:
-        if item not in remaining:
-            return False
-        remaining.remove(item)
-    return True
+def _move_waits(waits: list[int], removes: list[Figures], adds: list[Figures]) -> None:
+    """A minute keeps its waits as a sorted multiset, so its maximum survives any withdrawal."""
+    for facts in removes:
+        if facts.longest_wait_ms is not None and facts.longest_wait_ms in waits:
+            waits.remove(facts.longest_wait_ms)
+    for facts in adds:
+        if facts.longest_wait_ms is not None:
+            bisect.insort(waits, facts.longest_wait_ms)
+
+
+def _cancel(removes: list[Figures], adds: list[Figures]) -> tuple[list[Figures], list[Figures]]:
+    """Drop the facts a bucket loses and regains unchanged (a call's answer, when only its
+    handle time is new): subtracting them would needlessly disturb the bucket's maximum."""
+    remaining = list(adds)
+    kept: list[Figures] = []
+    for facts in removes:
+        if facts in remaining:
+            remaining.remove(facts)
+        else:
+            kept.append(facts)
+    return kept, remaining

@@ -1,0 +1,110 @@
+"""Benchmark: one worker draining a pre-produced backlog on the real broker.
+
+    .venv/bin/python bench/drain.py [--dataset PATH] [--profile]
+
+Pre-produces the real month (../shared/datasets, 175k events) under a fresh TOPIC_PREFIX,
+then starts `stream-app worker` and measures, from its own /metrics: events per second from the
+first to the last event processed, peak RSS of the worker, and the lag from producing one live
+event to its effect on /metrics. Prints a Markdown table row for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stream_app.domain.events import format_ts  # noqa: E402
+from stream_app.sources.anonymous_bank import load  # noqa: E402
+from tests.support import ROOT, SHARED, make_worker, produce, unique_prefix  # noqa: E402
+
+
+def processed(worker_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    names = ("callcenter_events_total", "callcenter_events_rejected_total")
+    return sum(v for (name, _), v in worker_metrics.items() if name in names)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default=str(SHARED / "datasets" / "anonymous-bank-1999-02.tsv"))
+    parser.add_argument("--profile", action="store_true", help="record a py-spy flame graph of the worker")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ccm-bench-"))
+    prefix = unique_prefix("bench")
+    plan = load(args.dataset)
+    total = len(plan.events)
+    print(f"pre-producing {total} events under {prefix!r} …", flush=True)
+    worker = make_worker(tmp, prefix, LOG_LEVEL="warning")
+    # Create the topics with a short-lived worker so the backlog lands in the catalog's partitions.
+    worker.start()
+    worker.wait_ready()
+    worker.stop()
+    produce(prefix + "call-events", plan.events)
+
+    worker = make_worker(tmp, prefix, name="w2", LOG_LEVEL="warning")
+    worker.start()
+    assert worker.proc is not None
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(
+            [str(ROOT / ".venv/bin/py-spy"), "record", "-o", str(tmp / "profile.svg"), "-p", str(worker.proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    worker.wait_ready(assigned=False)
+    first = last = None
+    peak = 0
+    seen = 0.0
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_kib(worker.proc.pid))
+        seen = processed(worker.metrics())
+        now = time.monotonic()
+        if seen > 0 and first is None:
+            first = now
+        if seen >= total:
+            last = now
+            break
+        time.sleep(1.0)
+    assert first is not None and last is not None, f"processed {seen} of {total}"
+    rate = total / max(last - first, 1e-9)
+
+    # Lag: one live event (now) to its effect on /metrics.
+    call_id = "bench-live-lag"
+    now_ms = time.time_ns() // 1_000_000
+    before = processed(worker.metrics())
+    sent = time.monotonic()
+    produce(
+        prefix + "call-events",
+        [(call_id, {"event_id": "lag:1", "call_id": call_id, "type": "call_started", "ts": format_ts(now_ms)})],
+    )
+    while processed(worker.metrics()) <= before:
+        time.sleep(0.01)
+    lag = time.monotonic() - sent
+    if spy is not None:
+        spy.terminate()
+        spy.wait()
+    worker.stop()
+    print(f"| {time.strftime('%Y-%m-%d')} | real month, {total} events | {rate:,.0f} events/s | "
+          f"{peak / 1024:,.0f} MiB | {lag * 1000:,.0f} ms |")
+    if args.profile:
+        print(f"profile: {tmp / 'profile.svg'}")
+    print(f"worker log: {worker.log_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Two workers share the partitions: each queue is exported by exactly one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.engine import Calls, past_interval, send, wait_for
+from tests.support import Worker, make_worker, unique_prefix
+
+QUEUES = [f"queue-{n:02d}" for n in range(16)]
+
+
+def exported(worker: Worker) -> set[str]:
+    return {
+        dict(labels)["queue"]
+        for (name, labels), _ in worker.metrics().items()
+        if name == "callcenter_calls_answered" and dict(labels).get("window") == "1h"
+    }
+
+
+def test_each_queue_is_exported_by_exactly_one_of_two_workers(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    prefix = unique_prefix("two")
+    first = make_worker(tmp_path, prefix, name="w1")
+    second = make_worker(tmp_path, prefix, name="w2")
+    workers.extend([first.start(), second.start()])
+    first.wait_ready()
+    second.wait_ready()
+    t0 = past_interval()
+    calls = Calls()
+    for n, queue in enumerate(QUEUES):
+        call_id = f"two-{n}"
+        calls.add(call_id, "call_started", t0 + n * 1000, queue=queue)
+        calls.add(call_id, "queue_entered", t0 + n * 1000, queue=queue)
+        calls.add(call_id, "call_answered", t0 + n * 1000 + 5000, agent_id="a")
+    send(prefix, calls.events)
+
+    def both() -> tuple[set[str], set[str]] | None:
+        a, b = exported(first), exported(second)
+        return (a, b) if a | b == set(QUEUES) else None
+
+    a, b = wait_for(both, timeout=90, message="every queue exported")
+    assert a and b, "both workers own some queues"
+    assert not a & b, f"exported twice: {sorted(a & b)}"
