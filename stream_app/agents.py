@@ -9,10 +9,11 @@ write tables (faust-streaming #606).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 import orjson
+from faust.streams import Stream
 
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
@@ -20,12 +21,13 @@ from stream_app.domain.model import Contribution
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
-from stream_app.tables import TableStore, create_tables
+from stream_app.tables import BufferedStore, create_tables
 
 if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition
+FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
 
 
 def wall_ms() -> int:
@@ -58,8 +60,10 @@ def register(pipeline: Pipeline) -> None:
         queue_partitions=pipeline.partitions[topic("queue-updates")],
     )
     clock = StreamClock()
+    calls_store = BufferedStore(calls_table)
+    queues_store = BufferedStore(queues_table)
     calls = CallsStage(
-        TableStore(calls_table),
+        calls_store,
         pipeline.sla,
         clock,
         max_event_bytes=settings.max_event_bytes,
@@ -72,7 +76,20 @@ def register(pipeline: Pipeline) -> None:
         retention_ms=settings.retention_ms + settings.interval_ms,
         zone=settings.zone,
     )
-    queues = QueueStage(TableStore(queues_table), windows, pipeline.sla)
+    queues = QueueStage(queues_store, windows, pipeline.sla)
+    # Records processed but not acked yet, per (stage, partition): acked after their writes
+    # are flushed to the table, so a crash redoes exactly the records whose effects it lost.
+    pending: dict[tuple[str, int], list[Any]] = {}
+
+    def settle(stage: str, store: BufferedStore, event: Any, *, force: bool) -> None:
+        held = pending.setdefault((stage, event.message.partition), [])
+        held.append(event)
+        if force or len(held) >= FLUSH_EVERY:
+            store.flush()
+            for record in held:
+                record.ack()
+            held.clear()
+
     collector = QueueCollector(app, queues, clock, pipeline.sla, topic("queue-updates"))
     metrics.registry.register(collector)
     swept_at: dict[tuple[str, int], int] = {}
@@ -121,35 +138,40 @@ def register(pipeline: Pipeline) -> None:
             for call_id, emission in swept.emissions:
                 await send_emission(call_id, emission, partition)
 
+    async def handle_call_event(message: Any) -> None:
+        outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
+        if outcome.reject is not None:
+            metrics.rejected.labels(reason=outcome.reject).inc()
+            if outcome.late:
+                metrics.late.inc()
+            headers = [
+                ("reason", outcome.reject.encode()),
+                ("detail", outcome.detail.encode()[:1000]),
+            ]
+            await dlq.send(key=message.key, value=message.value, headers=headers)
+            return
+        if outcome.rekey is not None:
+            await call_events.send(
+                key=outcome.rekey.encode(), value=message.value, headers=message.headers
+            )
+            return
+        assert outcome.event is not None
+        metrics.events.labels(type=outcome.event.type).inc()
+        if outcome.duplicate:
+            metrics.duplicates.inc()
+        if outcome.emission is not None:
+            await send_emission(outcome.event.call_id, outcome.emission, message.partition)
+
     @app.agent(events_in, concurrency=1)
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in cast(Stream[bytes], stream).noack().events():
             message = event.message
-            if message.topic != call_events.get_topic_name():
+            tick = message.topic != call_events.get_topic_name()
+            if tick:
                 await calls_tick(message.partition)
-                continue
-            outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
-            if outcome.reject is not None:
-                metrics.rejected.labels(reason=outcome.reject).inc()
-                if outcome.late:
-                    metrics.late.inc()
-                headers = [
-                    ("reason", outcome.reject.encode()),
-                    ("detail", outcome.detail.encode()[:1000]),
-                ]
-                await dlq.send(key=message.key, value=message.value, headers=headers)
-                continue
-            if outcome.rekey is not None:
-                await call_events.send(
-                    key=outcome.rekey.encode(), value=message.value, headers=message.headers
-                )
-                continue
-            assert outcome.event is not None
-            metrics.events.labels(type=outcome.event.type).inc()
-            if outcome.duplicate:
-                metrics.duplicates.inc()
-            if outcome.emission is not None:
-                await send_emission(outcome.event.call_id, outcome.emission, message.partition)
+            else:
+                await handle_call_event(message)
+            settle("calls", calls_store, event, force=tick)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -174,9 +196,26 @@ def register(pipeline: Pipeline) -> None:
         if len(sources) == calls_partitions and sweep_due("queues", partition):
             queues.sweep(min(sources.values()))
 
+    async def handle_update(message: Any) -> None:
+        partition = message.partition
+        update = orjson.loads(message.value)
+        if update["st"] is not None:
+            clock.observe(update["st"], wall_ms())
+            sources = source_times.setdefault(partition, {})
+            sources[update["sp"]] = max(sources.get(update["sp"], 0), update["st"])
+        queue = update.get("q")
+        if queue is None:
+            return  # a watermark
+        collector.owns(queue, partition)
+        applied = queues.apply(
+            queue, update["c"], Contribution.from_json(update["x"]), message.offset
+        )
+        for speed_ms in applied.new_answer_speeds_ms:
+            metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+
     @app.agent(updates_in, concurrency=1)
     async def process_queues(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in cast(Stream[bytes], stream).noack().events():
             message = event.message
             partition = message.partition
             if partition not in seen_partitions:
@@ -187,34 +226,32 @@ def register(pipeline: Pipeline) -> None:
                     collector.owns(queue, partition)
                 for key, record in queues.published():
                     await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
-            if message.topic != queue_updates.get_topic_name():
+            tick = message.topic != queue_updates.get_topic_name()
+            if tick:
                 await queue_tick(partition)
-                continue
-            update = orjson.loads(message.value)
-            if update["st"] is not None:
-                clock.observe(update["st"], wall_ms())
-                sources = source_times.setdefault(partition, {})
-                sources[update["sp"]] = max(sources.get(update["sp"], 0), update["st"])
-            queue = update.get("q")
-            if queue is None:
-                continue  # a watermark
-            collector.owns(queue, partition)
-            applied = queues.apply(
-                queue, update["c"], Contribution.from_json(update["x"]), message.offset
-            )
-            for speed_ms in applied.new_answer_speeds_ms:
-                metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+            else:
+                await handle_update(message)
+            settle("queues", queues_store, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
             if tp.topic == call_events.get_topic_name():
                 calls.forget_partition(tp.partition)
+                calls_store.drop(tp.partition)
+                pending.pop(("calls", tp.partition), None)
             if tp.topic == queue_updates.get_topic_name():
+                queues_store.drop(tp.partition)
+                pending.pop(("queues", tp.partition), None)
                 seen_partitions.discard(tp.partition)
                 collector.disown(tp.partition)
 
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
         for tp in assigned:
+            if tp.topic == call_events.get_topic_name():
+                calls.forget_partition(tp.partition)  # re-read from the recovered table
+                calls_store.drop(tp.partition)
+            if tp.topic == queue_updates.get_topic_name():
+                queues_store.drop(tp.partition)
             if tp.topic in (queue_updates.get_topic_name(), queue_ticks.get_topic_name()):
                 seen_partitions.discard(tp.partition)
 

@@ -39,9 +39,11 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,  # lets sends of consecutive records share a request
-        producer_max_batch_size=1024 * 1024,
         processing_guarantee="at_least_once",
         table_standby_replicas=0,
+        # Records are acked once their table writes are flushed (agents.settle); a rebalance
+        # must not wait for acks of a partition that will get no more records here.
+        stream_wait_empty=False,
         autodiscover=False,
     )
     thresholds = [sla.default.service_level_seconds] + [

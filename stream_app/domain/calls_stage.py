@@ -26,8 +26,6 @@ from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.windows import StreamClock
 
-# A finished call stays whole this long for late events, then it becomes a tombstone.
-FINISHED_HOLD_MS = 60 * 60_000
 PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
 
 
@@ -99,6 +97,8 @@ class CallsStage:
             event = parse_event(raw, now_ms=wall_ms, max_bytes=self.max_event_bytes)
         except Rejected as rejected:
             return Outcome(reject=rejected.reason, detail=rejected.detail)
+        if event.call_id == PARTITION_TIME_KEY:
+            return Outcome(reject="invalid_field", detail="this call_id is reserved")
         if key is None or key != event.call_id.encode():
             return Outcome(event=event, rekey=event.call_id)
         self.clock.observe(event.ts, wall_ms)
@@ -116,6 +116,7 @@ class CallsStage:
         state = CallState.from_json(stored) if stored is not None else CallState.new(event.call_id)
         if state.tombstoned:
             if state.apply(event):  # a new event for a call already gone: too late to count
+                self.store.set(event.call_id, state.to_json())  # so a retry of it is a duplicate
                 return Outcome(
                     event=event,
                     reject="late",
@@ -131,7 +132,8 @@ class CallsStage:
         return Outcome(event=event, emission=emission)
 
     def sweep(self, partition: int) -> Swept:
-        """Retire finished calls, evict silent ones, forget tombstones past retention."""
+        """Forget finished calls past retention; evict silent ones (a tombstone stays for the
+        retention, so their later events are late, not a new call)."""
         swept = Swept()
         stream_now = self.stream_time(partition)
         if stream_now is None:
@@ -147,10 +149,13 @@ class CallsStage:
                     swept.deleted += 1
                 continue
             if state.is_finished():
-                if age <= FINISHED_HOLD_MS:
-                    continue
-                swept.tombstoned += 1
-            elif age > self.call_ttl_ms:
+                # Whole for the retention of the window state, so a late event inside it (a
+                # wrap-up, an IVR end) still corrects the figures (contract §5).
+                if age > self.retention_ms:
+                    self.store.delete(call_id)
+                    swept.deleted += 1
+                continue
+            if age > self.call_ttl_ms:
                 swept.emissions.append((call_id, evict(state)))
                 swept.evicted += 1
             else:

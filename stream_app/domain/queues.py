@@ -12,7 +12,8 @@ midnight), so a fact costs two bucket writes, not three.
 One key-value store holds everything of a partition (the Faust table is partitioned like the
 input, so a queue's keys all live on the queue's partition):
   c␟queue␟call_id        → [offset, contribution, service_level_ms, short_abandon_ms]
-  b␟queue␟kind␟start     → [offset, figures, published_revision, waits]   kind: i interval, m minute;
+  b␟queue␟kind␟start     → [offset, figures, published_revision, waits, published figures]
+                            kind: i interval, m minute;
                             a minute's waits (sorted) keep its longest wait exact under withdrawals
   q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts]}
 """
@@ -118,7 +119,11 @@ class QueueStage:
             )
         else:
             prev, prev_sla = EMPTY, sla_now
-        if prev == new and prev_sla.service_level_ms == sla_now.service_level_ms:
+        if (
+            prev == new
+            and prev_sla.service_level_ms == sla_now.service_level_ms
+            and prev_sla.short_abandon_ms == sla_now.short_abandon_ms
+        ):
             return applied
         deltas: dict[tuple[str, int], tuple[list[Figures], list[Figures]]] = {}
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
@@ -136,6 +141,8 @@ class QueueStage:
             bkey = bucket_key(queue, kind, start)
             value = self.store.get(bkey) or [-1, Figures().to_json(), -1, []]
             if value[0] >= offset:
+                if kind == "i" and value[0] == offset:
+                    dirty.add(start)  # written by this very record before a crash
                 continue
             figures = Figures.from_json(value[1])
             recompute = False
@@ -149,7 +156,7 @@ class QueueStage:
                 figures.longest_wait_ms = waits[-1] if waits else None
             elif recompute:
                 figures.longest_wait_ms = self._longest_of_minutes(queue, start)
-            self.store.set(bkey, [offset, figures.to_json(), value[2], waits])
+            self.store.set(bkey, [offset, figures.to_json(), value[2], waits, *value[4:]])
             applied.changed = True
             if kind == "i":
                 dirty.add(start)
@@ -209,7 +216,9 @@ class QueueStage:
                 continue
             revision = value[2] + 1
             out.append(self._record(queue, start, value[1], revision))
-            self.store.set(bkey, [value[0], value[1], revision, value[3]])
+            # The figures as published ride along: a re-send after a restart repeats exactly
+            # what went out under this revision, not newer figures still waiting to close.
+            self.store.set(bkey, [value[0], value[1], revision, value[3], value[1]])
         meta["d"] = still_dirty
         self.store.set(meta_key(queue), meta)
         return out
@@ -231,15 +240,8 @@ class QueueStage:
             if key.startswith("b" + SEP) and value[2] >= 0:
                 _, queue, kind, start = key.split(SEP)
                 if kind == "i":
-                    out.append(self._record(queue, int(start), value[1], value[2]))
+                    out.append(self._record(queue, int(start), value[4], value[2]))
         return out
-
-    def next_close(self, queue: str) -> int | None:
-        meta = self.store.get(meta_key(queue))
-        if not meta or not meta["d"]:
-            return None
-        first: int = min(meta["d"])
-        return first + self.windows.interval_ms + self.windows.grace_ms
 
     # -- reading windows (scrapes) --------------------------------------------------------------
 
