@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install kafka-up kafka-down test test-unit lint run bench clean
+.PHONY: install tools kafka-up kafka-down test test-unit lint run bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Debian packages the tests use (promtool), installed where this user may.
+tools:
+	scripts/install-tools.sh
+
 kafka-up: install
 	scripts/kafka.sh up
 
@@ -23,7 +27,7 @@ kafka-down:
 	scripts/kafka.sh down
 
 # The whole suite: unit tests, then integration tests against the real local broker.
-test: install kafka-up
+test: install tools kafka-up
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-unit: install

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from stream_app.domain.events import REJECT_REASONS
 from stream_app.domain.model import EVENT_TYPES
@@ -77,3 +80,33 @@ class Metrics:
         for reason in sorted(REJECT_REASONS):
             metrics.rejected.labels(reason=reason)
         return metrics
+
+
+class FaustRelay(Collector):
+    """Faust's sensor families, with any `_ms` family converted to seconds (base units)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if not family.name.endswith("_ms"):
+                yield family
+                continue
+            name = family.name.removesuffix("_ms") + "_seconds"
+            converted = Metric(name, family.documentation + " (seconds)", family.type)
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                value = sample.value
+                if "le" in labels and labels["le"] != "+Inf":
+                    labels["le"] = repr(float(labels["le"]) / 1000)
+                if sample.name.endswith("_sum"):
+                    value = value / 1000
+                suffix = sample.name[len(family.name) :]
+                converted.add_sample(
+                    name + suffix, labels, value, sample.timestamp, sample.exemplar
+                )
+            yield converted

@@ -290,11 +290,23 @@ class QueueStage:
         bucket this deletes, so no bucket is ever resurrected half empty.
         """
         horizon = low_watermark - self.windows.retention_ms
+        entries = list(self.store.items())
+        # An interval not yet published keeps its buckets whatever its age: sweeping it first
+        # would lose it (after a restart, a sweep can run before the first close does).
+        unpublished = {
+            (key.split(SEP, 1)[1], start)
+            for key, value in entries
+            if key.startswith("q" + SEP)
+            for start in value["d"]
+        }
         doomed: list[str] = []
-        for key, value in self.store.items():
+        for key, value in entries:
             if key.startswith("b" + SEP):
-                _, _queue, kind, start = key.split(SEP)
-                if self.bucket_end(kind, int(start)) <= horizon:
+                _, queue, kind, start = key.split(SEP)
+                begins = int(start)
+                if (queue, interval_start(begins, self.windows.interval_ms)) in unpublished:
+                    continue
+                if self.bucket_end(kind, begins) <= horizon:
                     doomed.append(key)
             elif key.startswith("c" + SEP):
                 contribution = Contribution.from_json(value[1])

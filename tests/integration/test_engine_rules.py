@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,21 @@ def test_interval_figures_follow_the_contract(
     assert outcomes[b"c5"]["outcome"] == "ivr_only"
     assert outcomes[b"c6"]["queue"] == "support" and outcomes[b"c6"]["answer_seconds"] == 45.0
     assert outcomes[b"c1"]["handle_seconds"] == 315.0 and outcomes[b"c1"]["ivr_seconds"] == 30.0
+    exposition_is_clean(worker)
+
+
+def exposition_is_clean(worker: Worker) -> None:
+    """The exposition passes promtool's lint, and the answer-speed histogram has a bound at 20 s."""
+    status, body = worker.get("/metrics")
+    assert status == 200
+    text = body.decode()
+    assert 'callcenter_answer_speed_seconds_bucket{le="20.0",queue="sales"} 1.0' in text
+    assert 'window="15m"' in text and 'window="today"' in text and 'window="interval"' in text
+    if shutil.which("promtool") is None:
+        pytest.skip(
+            "promtool is not installed (scripts/install-tools.sh installs it where allowed)"
+        )
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
