@@ -33,6 +33,7 @@ from tests.unit.dict_store import Crash, CrashingStore, DictStore
 S = 1000  # ms per second
 MIN = 60 * S
 HOUR = 60 * MIN
+DAY = 24 * HOUR
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp() * 1000)  # an interval start
 INTERVAL = 15 * MIN
 GRACE = 2 * MIN
@@ -717,6 +718,7 @@ def test_sweep_deletes_only_what_ended_before_the_low_watermark_minus_retention(
         for kind, start in (("i", horizon), ("m", horizon))
         for key in [bucket_key("sales", kind, start)]
     }
+    stage.close_due("sales", horizon + RETENTION + DAY)  # only published intervals may go
     before = store.snapshot()
     # One ms earlier: only the minute that ends a minute before the horizon goes.
     assert stage.sweep(horizon - 1 + RETENTION) == 1
@@ -740,6 +742,17 @@ def test_sweep_deletes_only_what_ended_before_the_low_watermark_minus_retention(
     assert stage.waiting("sales") == {"waits": T0 - HOUR}
     assert stage.queues() == ["sales"]
     assert stage.sweep(horizon + RETENTION) == 0
+
+
+def test_sweep_keeps_an_interval_not_yet_published_whatever_its_age() -> None:
+    stage = make()
+    feed = Feeder(stage)
+    feed("sales", "c1", Contribution(answered=(T0 + MIN, 2 * S, S)))
+    assert stage.sweep(T0 + 10 * RETENTION) == 1  # the call's contribution goes ...
+    assert stage.figures("sales", "i", T0).answered == 1  # ... its unpublished interval stays
+    published = stage.close_due("sales", T0 + 10 * RETENTION)
+    assert [record["answered"] for _, record in published] == [1]
+    assert stage.sweep(T0 + 10 * RETENTION) == 2  # then its interval and minute go
 
 
 # -- properties ---------------------------------------------------------------------------------
