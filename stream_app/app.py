@@ -46,6 +46,8 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         # Records are acked once their table writes are flushed (agents.settle); a rebalance
         # must not wait for acks of a partition that will get no more records here.
         stream_wait_empty=False,
+        # A worker that died is noticed within 10 s (not Faust's 60 s): its partitions move on.
+        broker_session_timeout=10.0,
         autodiscover=False,
     )
     thresholds = [sla.default.service_level_seconds] + [
