@@ -13,9 +13,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from stream_app.domain.events import format_ts
 from stream_app.domain.model import EMPTY, TYPE_RANK, Contribution, Event
 
 # Stored event facts. Every tuple starts with (ts, event_id), so sorting one list is the
@@ -32,16 +32,8 @@ ShortAbandonMs = Callable[[str | None], int]
 # Outcome fields whose change alone does not justify a new call-outcomes record.
 _QUIET_FIELDS = frozenset({"started_at", "ended_at"})
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _T = TypeVar("_T", bound=tuple[Any, ...])
-
-
-def _format_ts(ms: int) -> str:
-    """RFC 3339 UTC, milliseconds only when there are any (the contract's output format)."""
-    text = (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S")
-    frac = ms % 1000
-    return f"{text}.{frac:03d}Z" if frac else f"{text}Z"
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -417,9 +409,9 @@ class CallState:
             "queue": facts.outcome_queue,
             "outcome": kind,
             "agent_id": answer[3] if answer is not None else None,
-            "started_at": _format_ts(started) if started is not None else None,
-            "answered_at": _format_ts(answer[0]) if answer is not None else None,
-            "ended_at": _format_ts(ended) if ended is not None else None,
+            "started_at": format_ts(started) if started is not None else None,
+            "answered_at": format_ts(answer[0]) if answer is not None else None,
+            "ended_at": format_ts(ended) if ended is not None else None,
             "ivr_seconds": _seconds(ivr_ms),
             "answer_seconds": _seconds(facts.answer_speed) if answer is not None else None,
             "queue_wait_seconds": _seconds(facts.queue_wait) if answer is not None else None,

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from stream_app.domain.calls import (
     CallState,
     Emission,
-    _format_ts,
     evict,
     plan_emission,
     resend_all,
 )
+from stream_app.domain.events import format_ts
 from stream_app.domain.model import EMPTY, EVENT_TYPES, Contribution, Event
 
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp() * 1000)
@@ -71,10 +71,10 @@ def outcome_of(*events: Event) -> dict[str, object]:
 
 
 def test_format_ts_whole_seconds_and_milliseconds() -> None:
-    assert _format_ts(T0) == "2026-03-02T10:00:00Z"
-    assert _format_ts(at(30.25)) == "2026-03-02T10:00:30.250Z"
-    assert _format_ts(0) == "1970-01-01T00:00:00Z"
-    assert _format_ts(1) == "1970-01-01T00:00:00.001Z"
+    assert format_ts(T0) == "2026-03-02T10:00:00Z"
+    assert format_ts(at(30.25)) == "2026-03-02T10:00:30.250Z"
+    assert format_ts(0) == "1970-01-01T00:00:00Z"
+    assert format_ts(1) == "1970-01-01T00:00:00.001Z"
 
 
 # -- answered calls ------------------------------------------------------------------------
