@@ -99,6 +99,9 @@ def register(pipeline: Pipeline) -> None:
     # it never delete a bucket a record in flight still needs.
     source_times: dict[int, dict[int, int]] = {}
     calls_partitions = pipeline.partitions[topic("call-events")]
+    broadcast: dict[
+        int, tuple[int, int]
+    ] = {}  # per calls partition: (stream time, wall) last announced
 
     def stream_now() -> int | None:
         now = clock.now(wall_ms())
@@ -129,9 +132,15 @@ def register(pipeline: Pipeline) -> None:
         if st is None:
             return
         calls.save_stream_time(partition)
-        watermark = orjson.dumps({"sp": partition, "st": st})
-        for target in range(pipeline.partitions[topic("queue-updates")]):
-            await queue_updates.send(key=None, value=watermark, partition=target)
+        last = broadcast.get(partition)
+        wall = wall_ms()
+        # Announce a new stream time at once, an unchanged one once a minute (for a queue
+        # partition that moved to a worker which has not heard it yet).
+        if last is None or last[0] != st or wall - last[1] >= SWEEP_EVERY_MS:
+            broadcast[partition] = (st, wall)
+            watermark = orjson.dumps({"sp": partition, "st": st})
+            for target in range(pipeline.partitions[topic("queue-updates")]):
+                await queue_updates.send(key=None, value=watermark, partition=target)
         if sweep_due("calls", partition):
             swept = calls.sweep(partition)
             metrics.evicted.inc(swept.evicted)

@@ -40,7 +40,6 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger_ms=5,  # lets sends of consecutive records share a request
         processing_guarantee="at_least_once",
         table_standby_replicas=0,
         # Records are acked once their table writes are flushed (agents.settle); a rebalance
@@ -48,6 +47,12 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         stream_wait_empty=False,
         # A worker that died is noticed within 10 s (not Faust's 60 s): its partitions move on.
         broker_session_timeout=10.0,
+        # Throughput (bench/RESULTS.md): deeper stream buffers, commits by time rather than
+        # count, larger fetches, and sends of consecutive records sharing a request.
+        stream_buffer_maxsize=32768,
+        broker_commit_every=100_000,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        producer_linger_ms=20,
         autodiscover=False,
     )
     thresholds = [sla.default.service_level_seconds] + [
@@ -55,13 +60,15 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
     ]
     metrics = Metrics.create(thresholds)
     pipeline = Pipeline(app=app, settings=settings, sla=sla, metrics=metrics, partitions=partitions)
-    # Faust's own sensor on a dedicated registry, relayed under the faust_ prefix on /metrics
-    # with its one millisecond histogram in seconds (so promtool's lint passes).
-    faust_registry = CollectorRegistry(auto_describe=True)
-    setup_prometheus_sensors(
-        app, pattern="/metrics/faust", registry=faust_registry, name_prefix="faust"
-    )
-    metrics.registry.register(FaustRelay(faust_registry))
+    if settings.faust_metrics:
+        # Faust's own sensor on a dedicated registry, relayed under the faust_ prefix on
+        # /metrics with its one millisecond histogram in seconds (so promtool's lint passes).
+        # It costs about a quarter of the throughput (bench/RESULTS.md): FAUST_METRICS=false.
+        faust_registry = CollectorRegistry(auto_describe=True)
+        setup_prometheus_sensors(
+            app, pattern="/metrics/faust", registry=faust_registry, name_prefix="faust"
+        )
+        metrics.registry.register(FaustRelay(faust_registry))
     _add_pages(pipeline)
     from stream_app import (
         agents,

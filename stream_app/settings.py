@@ -36,6 +36,7 @@ class Settings:
     state_retention_hours: int = 48
     call_ttl_hours: int = 6
     max_event_bytes: int = 65536
+    faust_metrics: bool = True
 
     @property
     def faust_id(self) -> str:
@@ -117,6 +118,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sla = env.get("SLA_CONFIG", "").strip()
     if sla and not Path(sla).is_file():
         raise SettingsError(f"SLA_CONFIG names a file that does not exist: {sla!r}")
+    faust_metrics = env.get("FAUST_METRICS", "").strip().lower() or "true"
+    if faust_metrics not in {"true", "false", "1", "0", "yes", "no"}:
+        raise SettingsError(f"FAUST_METRICS must be true or false, got {faust_metrics!r}")
     settings = Settings(
         kafka_bootstrap=bootstrap,
         app_id=_name(env, "APP_ID", "callcenter-metrics", allow_empty=False),
@@ -134,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_retention_hours=_int(env, "STATE_RETENTION_HOURS", 48, 1, 24 * 90),
         call_ttl_hours=_int(env, "CALL_TTL_HOURS", 6, 1, 24 * 7),
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 65536, 256, 16 * 1024 * 1024),
+        faust_metrics=faust_metrics in {"true", "1", "yes"},
     )
     if settings.state_retention_hours * 60 < 2 * (interval + settings.grace_seconds // 60 + 1):
         raise SettingsError("STATE_RETENTION_HOURS must keep at least two intervals plus grace")
