@@ -11,7 +11,6 @@ event to its effect on /metrics. Prints a Markdown table row for bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import subprocess
 import sys
 import tempfile
@@ -20,36 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-
 from stream_app.domain.events import format_ts, parse_ts
 from stream_app.sources.anonymous_bank import load
-from tests.support import BOOTSTRAP, ROOT, SHARED, make_worker, produce, unique_prefix
+from tests.support import ROOT, SHARED, group_lag, make_worker, produce, unique_prefix
 
 
 def processed(worker_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
     names = ("callcenter_events_total", "callcenter_events_rejected_total")
     return sum(v for (name, _), v in worker_metrics.items() if name in names)
-
-
-def queue_stage_lag(group: str, topic: str) -> int:
-    """Records of `topic` the group has not committed yet (the queues stage's backlog)."""
-
-    async def run() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-            ends = await consumer.end_offsets([tp for tp in committed if tp.topic == topic])
-            return sum(end - committed[tp].offset for tp, end in ends.items())
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    return asyncio.run(run())
 
 
 def rss_kib(pid: int) -> int:
@@ -121,7 +98,7 @@ def main() -> int:
     rate = total / max(last - first, 1e-9)
     # The queues stage drains after the calls stage (one worker, one core): wait for it too.
     group = worker.env["TOPIC_PREFIX"] + worker.env["APP_ID"]
-    while queue_stage_lag(group, prefix + "queue-updates") > 0 and time.monotonic() < deadline:
+    while group_lag(group, prefix + "queue-updates") > 0 and time.monotonic() < deadline:
         peak = max(peak, rss_kib(worker.proc.pid))
         time.sleep(1.0)
     settled = time.monotonic()

@@ -32,7 +32,7 @@ fetch() {
   command -v mvn >/dev/null 2>&1 || die "Maven is required to download the broker's jars (mvn not found on PATH); on Debian: apt-get install maven"
   echo "kafka: downloading Apache Kafka 4.1.1 jars into kafka/.cache (once)"
   rm -rf "$libs"
-  mvn -q -B -Dstyle.color=never -f "$root/kafka/pom.xml" -Dmaven.repo.local="$cache/m2" \
+  MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.passthrough=false -Dstyle.color=never" mvn -q -B --no-transfer-progress -Dstyle.color=never -f "$root/kafka/pom.xml" -Dmaven.repo.local="$cache/m2" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" \
     || die "Maven could not fetch the broker's jars (see the output above)"
   echo "$want" > "$stamp"

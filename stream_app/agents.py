@@ -61,7 +61,7 @@ def register(pipeline: Pipeline) -> None:
     )
     clock = StreamClock()
     calls_store = BufferedStore(calls_table)
-    queues_store = BufferedStore(queues_table)
+    queues_store = BufferedStore(queues_table, flush_rank=QueueStage.flush_rank)
     calls = CallsStage(
         calls_store,
         pipeline.sla,
@@ -81,11 +81,22 @@ def register(pipeline: Pipeline) -> None:
     # are flushed to the table, so a crash redoes exactly the records whose effects it lost.
     pending: dict[tuple[str, int], list[Any]] = {}
 
-    def settle(stage: str, store: BufferedStore, event: Any, *, force: bool) -> None:
+    async def delivered() -> None:
+        """Every record sent so far (outputs and changelogs) is acknowledged by the broker.
+
+        Faust's own flush before a commit gives up after 0.1 s without progress, so it may
+        commit offsets whose changelog records are still in its buffer: acks wait for this."""
+        producer: Any = app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+        await producer.flush()
+
+    async def settle(stage: str, store: BufferedStore, event: Any, *, force: bool) -> None:
         held = pending.setdefault((stage, event.message.partition), [])
         held.append(event)
         if force or len(held) >= FLUSH_EVERY:
             store.flush()
+            await delivered()
             for record in held:
                 record.ack()
             held.clear()
@@ -180,7 +191,7 @@ def register(pipeline: Pipeline) -> None:
                 await calls_tick(message.partition)
             else:
                 await handle_call_event(message)
-            settle("calls", calls_store, event, force=tick)
+            await settle("calls", calls_store, event, force=tick)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -240,7 +251,7 @@ def register(pipeline: Pipeline) -> None:
                 await queue_tick(partition)
             else:
                 await handle_update(message)
-            settle("queues", queues_store, event, force=tick)
+            await settle("queues", queues_store, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:

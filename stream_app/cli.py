@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap} to create topics: {exc!r}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pipeline = create_app(settings, sla, partitions)
+    # The local store is only a cache of the changelogs, rebuilt at every start: after a kill
+    # it can hold writes whose changelog records never left, and Faust's recovery would mix
+    # them with older ones. Rebuilt from the changelogs alone, it is the delivered state.
+    shutil.rmtree(pipeline.app.conf.tabledir, ignore_errors=True)
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
     worker.spinner = None  # with it, Faust turns the root logger to DEBUG: every debug line costs
     worker.execute_from_commandline()  # handles SIGTERM/SIGINT; exits the process when stopped

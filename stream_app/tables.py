@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
@@ -74,9 +74,12 @@ class BufferedStore:
     so nothing a caller mutates after `get` can leak into the buffer without a `set`.
     """
 
-    def __init__(self, table: TableT[Any, Any]) -> None:
+    def __init__(
+        self, table: TableT[Any, Any], flush_rank: Callable[[str], int] = lambda _: 0
+    ) -> None:
         self.backing = TableStore(table)
         self.buffers: dict[int, dict[str, bytes]] = {}
+        self.flush_rank = flush_rank
 
     @staticmethod
     def _partition() -> int | None:
@@ -122,7 +125,9 @@ class BufferedStore:
         if not buffer:
             return 0
         table = self.backing.table
-        for key, raw in buffer.items():
+        # The changelog receives a flush in this order: a crash can cut it anywhere, and the
+        # stage's commit-point keys (ranked last) must never arrive before what they vouch for.
+        for key, raw in sorted(buffer.items(), key=lambda item: self.flush_rank(item[0])):
             if raw == _DELETED:
                 table.pop(key.encode(), None)
             else:

@@ -164,6 +164,32 @@ def describe_topics(names: list[str]) -> dict[str, dict[str, Any]]:
     return asyncio.run(run())
 
 
+def group_lag(group: str, topic: str) -> int:
+    """Records of `topic` that consumer group `group` has not committed yet."""
+
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps)
+            return sum(
+                end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+            )
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(run())
+
+
 @dataclass
 class Worker:
     """`stream-app worker` as a real subprocess with its own settings."""
@@ -239,6 +265,12 @@ class Worker:
                     f"worker ignored signal {sig} for {timeout} s:\n{self.log()}"
                 ) from None
         return time.monotonic() - started
+
+    def backlog(self) -> int:
+        """Input the worker has not committed yet: call-events and queue-updates."""
+        group = self.env["TOPIC_PREFIX"] + self.env["APP_ID"]
+        prefix = self.env["TOPIC_PREFIX"]
+        return group_lag(group, prefix + "call-events") + group_lag(group, prefix + "queue-updates")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]

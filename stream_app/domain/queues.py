@@ -88,6 +88,13 @@ class QueueStage:
         self.windows = windows
         self.sla = sla
 
+    @staticmethod
+    def flush_rank(key: str) -> int:
+        """The order a batch of writes must reach durable storage: buckets, then the queue's
+        meta, then contributions. A contribution at a record's offset vouches that the record's
+        buckets and meta are in; a prefix of a batch cut by a crash never breaks that."""
+        return {"b": 0, "q": 1}.get(key[:1], 2)
+
     # -- buckets -------------------------------------------------------------------------------
 
     def bucket_start(self, kind: str, ts: int) -> int:
