@@ -37,6 +37,14 @@ class Calls:
         self.events.append((call_id, event))
         return event
 
+    def answered(
+        self, call_id: str, queue: str, ts: int, speed_ms: int, agent_id: str = "a"
+    ) -> None:
+        """A call that joins `queue` at `ts` (no IVR) and is answered `speed_ms` later."""
+        self.add(call_id, "call_started", ts, queue=queue)
+        self.add(call_id, "queue_entered", ts, queue=queue)
+        self.add(call_id, "call_answered", ts + speed_ms, agent_id=agent_id)
+
 
 def send(prefix: str, events: list[tuple[str, dict[str, Any]]]) -> None:
     produce(prefix + "call-events", [(key, value) for key, value in events])

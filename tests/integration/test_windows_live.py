@@ -20,12 +20,6 @@ S = 1000
 MIN = 60 * S
 
 
-def answered(calls: Calls, call_id: str, queue: str, t: int, speed_s: int) -> None:
-    calls.add(call_id, "call_started", t, queue=queue)
-    calls.add(call_id, "queue_entered", t, queue=queue)
-    calls.add(call_id, "call_answered", t + speed_s * S, agent_id="a")
-
-
 def test_an_event_after_publication_republishes_with_the_next_revision(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
@@ -36,14 +30,14 @@ def test_an_event_after_publication_republishes_with_the_next_revision(
     t0 = past_interval()
     key = f"late|{format_ts(t0)}"
     first = Calls()
-    answered(first, "l1", "late", t0 + MIN, 10)
-    answered(first, "tick", "other", t0 + 20 * MIN, 1)  # stream time past end + grace
+    first.answered("l1", "late", t0 + MIN, 10 * S)
+    first.answered("tick", "other", t0 + 20 * MIN, 1 * S)  # stream time past end + grace
     send(prefix, first.events)
     record = queue_metrics(prefix, {key})[key]
     assert (record["answered"], record["asa_seconds"], record["revision"]) == (1, 10.0, 0)
 
     second = Calls()
-    answered(second, "l2", "late", t0 + 2 * MIN, 30)  # belongs to the published interval
+    second.answered("l2", "late", t0 + 2 * MIN, 30 * S)  # belongs to the published interval
     send(prefix, second.events)
 
     def revised() -> dict[str, object] | None:
@@ -67,7 +61,7 @@ def test_live_feed_closes_an_idle_queue_by_the_wall_clock_and_waiting_ages(
     worker.wait_ready()
     now = time.time_ns() // 1_000_000
     calls = Calls()
-    answered(calls, "v1", "live", now - 2 * S, 2)
+    calls.answered("v1", "live", now - 2 * S, 2 * S)
     calls.add("w1", "call_started", now - 2 * S, queue="live")
     calls.add("w1", "queue_entered", now - 2 * S, queue="live")  # waits, never answered
     send(prefix, calls.events)

@@ -30,10 +30,7 @@ def test_each_queue_is_exported_by_exactly_one_of_two_workers(
     t0 = past_interval()
     calls = Calls()
     for n, queue in enumerate(QUEUES):
-        call_id = f"two-{n}"
-        calls.add(call_id, "call_started", t0 + n * 1000, queue=queue)
-        calls.add(call_id, "queue_entered", t0 + n * 1000, queue=queue)
-        calls.add(call_id, "call_answered", t0 + n * 1000 + 5000, agent_id="a")
+        calls.answered(f"two-{n}", queue, t0 + n * 1000, 5000)
     send(prefix, calls.events)
 
     def both() -> tuple[set[str], set[str]] | None:
