@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools kafka-up kafka-down test test-unit lint run bench clean
+.PHONY: install tools kafka-up kafka-down test test-unit lint run bench dashboards clean
 
 install: $(STAMP)
 
@@ -34,13 +34,17 @@ test-unit: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: install
-	$(VENV)/bin/ruff check stream_app tests bench
-	$(VENV)/bin/ruff format --check stream_app tests bench
-	$(VENV)/bin/mypy stream_app tests bench
+	$(VENV)/bin/ruff check stream_app tests bench grafana
+	$(VENV)/bin/ruff format --check stream_app tests bench grafana
+	$(VENV)/bin/mypy stream_app tests bench grafana
 
 # The system: the broker and a worker (Ctrl-C stops what it started).
 run: install kafka-up
 	scripts/run.sh
+
+# Grafana dashboards are code (grafana/*.py); this rewrites grafana/dashboards/*.json.
+dashboards: install
+	$(PY) -m grafana.build
 
 bench: install kafka-up
 	$(PY) bench/drain.py

@@ -8,7 +8,9 @@ write tables (faust-streaming #606).
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -81,22 +83,21 @@ def register(pipeline: Pipeline) -> None:
     # are flushed to the table, so a crash redoes exactly the records whose effects it lost.
     pending: dict[tuple[str, int], list[Any]] = {}
 
-    async def delivered() -> None:
-        """Every record sent so far (outputs and changelogs) is acknowledged by the broker.
+    async def delivered(sends: list[Awaitable[Any]]) -> None:
+        """The flushed changelog records and every record sent so far are acknowledged.
 
-        Faust's own flush before a commit gives up after 0.1 s without progress, so it may
-        commit offsets whose changelog records are still in its buffer: acks wait for this."""
-        producer: Any = app.producer
-        while producer.buffer.size:
-            await producer.buffer.flush()
-        await producer.flush()
+        Outputs are sent straight to the Kafka client (`await topic.send`), so a producer flush
+        covers them; changelog records go through Faust's buffer, so their own futures are
+        awaited. Faust's flush before a commit gives up after 0.1 s: acks wait for this."""
+        if sends:
+            await asyncio.gather(*sends)
+        await app.producer.flush()
 
     async def settle(stage: str, store: BufferedStore, event: Any, *, force: bool) -> None:
         held = pending.setdefault((stage, event.message.partition), [])
         held.append(event)
         if force or len(held) >= FLUSH_EVERY:
-            store.flush()
-            await delivered()
+            await delivered(store.flush())
             for record in held:
                 record.ack()
             held.clear()

@@ -83,6 +83,23 @@ def cmd_replay_anonymous_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    """Create the catalog's missing topics under TOPIC_PREFIX (a worker does it too at start)."""
+    from stream_app.catalog import ensure_topics
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail(f"bad setting: {exc}")
+    try:
+        partitions = asyncio.run(ensure_topics(settings))
+    except Exception as exc:
+        return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap} to create topics: {exc!r}")
+    for name, count in sorted(partitions.items()):
+        print(f"{name}: {count} partitions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=None, help="Nx real time (default: as fast as possible)"
     )
     bank.set_defaults(func=cmd_replay_anonymous_bank)
+
+    from stream_app.sources.asterisk_cli import register as register_asterisk
+
+    connect = sub.add_parser("connect", help="connect a live source to call-events")
+    connectors = connect.add_subparsers(dest="source", required=True)
+    register_asterisk(sources, connectors)
+
+    topics = sub.add_parser("topics", help="manage the topic catalog")
+    topic_commands = topics.add_subparsers(dest="action", required=True)
+    create = topic_commands.add_parser(
+        "create", help="create missing topics under TOPIC_PREFIX (existing ones are left alone)"
+    )
+    create.set_defaults(func=cmd_topics_create)
+
+    from stream_app.simulator.cli import register as register_simulate
+
+    register_simulate(sub)
     return parser
 
 

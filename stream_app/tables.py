@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import faust
@@ -118,21 +118,34 @@ class BufferedStore:
             if raw != _DELETED:
                 yield key, orjson.loads(raw)
 
-    def flush(self) -> int:
-        """Write the current partition's buffer to the table; return how many keys."""
+    def flush(self) -> list[Awaitable[Any]]:
+        """Write the current partition's buffer to the table; return its changelog sends.
+
+        The sends are awaited before acking: Faust's producer buffer hands a changelog record
+        to the Kafka client in a background task, so an empty buffer does not mean the record
+        is on its way (and a producer flush would not wait for it). An offset committed before
+        that record is durable loses the write in a crash.
+        """
         partition = self._partition()
         buffer = self.buffers.pop(partition, None) if partition is not None else None
         if not buffer:
-            return 0
-        table = self.backing.table
+            return []
+        table: Any = self.backing.table
+        store = table.data
+        sends: list[Awaitable[Any]] = []
         # The changelog receives a flush in this order: a crash can cut it anywhere, and the
         # stage's commit-point keys (ranked last) must never arrive before what they vouch for.
         for key, raw in sorted(buffer.items(), key=lambda item: self.flush_rank(item[0])):
+            encoded = key.encode()
             if raw == _DELETED:
-                table.pop(key.encode(), None)
+                if encoded not in store:
+                    continue
+                del store[encoded]
+                sends.append(table.send_changelog(partition, encoded, None, value_serializer="raw"))
             else:
-                table[key.encode()] = raw
-        return len(buffer)
+                store[encoded] = raw
+                sends.append(table.send_changelog(partition, encoded, raw))
+        return sends
 
     def drop(self, partition: int) -> None:
         """Forget a revoked partition's unflushed writes: its unacked records will be redone."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -53,3 +54,33 @@ async def produce_events(
         return sent
     finally:
         await producer.stop()
+
+
+@asynccontextmanager
+async def open_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A long-lived producer set up as in produce_events, for a connector that keeps sending."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        enable_idempotence=True,
+    )
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def deliver(
+    producer: AIOKafkaProducer, topic: str, events: Iterable[tuple[str, dict[str, Any]]]
+) -> int:
+    """Send (key = call_id, event) pairs in order; return once the broker acknowledged every
+    one, so the caller may then commit its read position. Raises when a send fails."""
+    pending = [
+        await producer.send(topic, key=key.encode(), value=orjson.dumps(event))
+        for key, event in events
+    ]
+    await asyncio.gather(*pending)
+    return len(pending)

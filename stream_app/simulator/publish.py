@@ -1,0 +1,136 @@
+"""Send the simulation's records, paced by simulated time, to Kafka (or to a stream).
+
+Pacing: a record due at simulated instant T goes out at `wall0 + (T - start) / speed`, and
+never before the wall clock reaches T: a real source cannot send what has not happened yet,
+and the engine rejects events more than 5 minutes ahead of its clock. On stop (Ctrl-C,
+SIGTERM) the records already made whose event time has passed are still sent, so the summary
+(fed only what was sent) describes exactly what the pipeline received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+from stream_app.settings import Settings
+from stream_app.simulator.model import Record, Simulation
+from stream_app.simulator.summary import Summary
+
+PENDING_LIMIT = 10_000  # unacknowledged sends before waiting for the broker
+
+
+class Sink(Protocol):
+    async def send(self, record: Record) -> None: ...
+    async def flush(self) -> None: ...
+
+
+class KafkaSink:
+    """A long-lived idempotent producer to `call-events`, keyed by call_id."""
+
+    def __init__(self, settings: Settings) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.topic = settings.topic("call-events")
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=20,
+            max_batch_size=512 * 1024,
+            enable_idempotence=True,
+        )
+        self.pending: list[asyncio.Future[Any]] = []
+        self.acknowledged = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def send(self, record: Record) -> None:
+        future = await self.producer.send(self.topic, key=record.key.encode(), value=record.value)
+        self.pending.append(future)
+        if len(self.pending) >= PENDING_LIMIT:
+            await self._settle(wait=True)
+        elif len(self.pending) % 500 == 0:
+            await self._settle(wait=False)
+
+    async def flush(self) -> None:
+        await self.producer.flush()
+        await self._settle(wait=True)
+
+    async def _settle(self, *, wait: bool) -> None:
+        """Count the acknowledged sends; a failed one raises (nothing is lost silently)."""
+        if wait:
+            await asyncio.gather(*self.pending)
+            done, self.pending = self.pending, []
+        else:
+            done = [f for f in self.pending if f.done()]
+            self.pending = [f for f in self.pending if not f.done()]
+        for future in done:
+            future.result()
+        self.acknowledged += len(done)
+
+
+class StreamSink:
+    """`--dry-run`: one record per line, `key<TAB>value` (malformed values may not be UTF-8)."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out if out is not None else sys.stdout
+
+    async def send(self, record: Record) -> None:
+        self.out.write(f"{record.key}\t{record.value.decode('utf-8', 'replace')}\n")
+
+    async def flush(self) -> None:
+        self.out.flush()
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def run(
+    sim: Simulation,
+    summary: Summary,
+    sink: Sink,
+    *,
+    speed: float | None,
+    stop: asyncio.Event,
+    clock: Callable[[], int] = wall_ms,
+) -> bool:
+    """Send until the simulation ends or `stop` is set; True when stopped early.
+
+    `speed` None is as fast as possible (still never ahead of the wall clock).
+    """
+    started = time.monotonic()
+    for sent, record in enumerate(sim.records(), start=1):
+        delay = (record.emit_at - clock()) / 1000  # never ahead of the wall clock
+        if speed:
+            paced = (record.emit_at - sim.start_ms) / 1000 / speed - (time.monotonic() - started)
+            delay = max(delay, paced)
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            await _send_what_happened(sink, summary, [record, *sim.pending()], clock())
+            await sink.flush()
+            return True
+        await sink.send(record)
+        summary.add(record)
+        if sent % 1000 == 0:
+            await asyncio.sleep(0)  # let a signal handler run during a fast run
+    await sink.flush()
+    return False
+
+
+async def _send_what_happened(
+    sink: Sink, summary: Summary, records: list[Record], now: int
+) -> None:
+    for record in records:
+        if record.ts <= now:
+            await sink.send(record)
+            summary.add(record)

@@ -1,0 +1,275 @@
+"""The Grafana dashboards, without a Grafana: schema-valid, up to date, parseable, wired to provisioning.
+
+Every metric name they use is checked against a running worker in
+tests/integration/test_dashboards_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+from grafana import build
+from grafana.common import UIDS
+from grafana.queries import (
+    PROMETHEUS_METRICS,
+    VARIABLE_SAMPLES,
+    datasource_uids,
+    expressions,
+    iter_panels,
+    iter_targets,
+    metric_names,
+    substitute,
+    variables_used,
+)
+from stream_app.exporter import SLA_GAUGES, WINDOW_GAUGES
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
+DASHBOARDS = ROOT / "grafana" / "dashboards"
+PROVISIONING = ROOT / "grafana" / "provisioning"
+NAMES = ("wallboard", "supervisor", "operations")
+PANEL_KINDS = ("stat", "gauge", "timeseries", "table")
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+# Per-queue gauges: a queue can be exported by two workers for a moment during a rebalance.
+PER_QUEUE_GAUGES = {name for name, _, _ in WINDOW_GAUGES + SLA_GAUGES} | {
+    "callcenter_calls_waiting",
+    "callcenter_oldest_waiting_seconds",
+}
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    path = SCHEMAS / "grafana" / f"{name}.jsonschema.json"
+    if not path.is_file():
+        pytest.fail(f"schema {path} is missing: the tests read ../shared/schemas beside the repo")
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def definition(schema: dict[str, Any], name: str) -> Draft7Validator:
+    """A validator for one of a schema file's definitions (panel kinds define no root)."""
+    return Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": schema["definitions"]})
+
+
+@cache
+def dashboard_validator() -> Draft7Validator:
+    schema = load_schema("dashboard")
+    defs = schema["definitions"]
+    # Grafana's CUE declares a matcher's `options` and an override's `value` as `_` (any value:
+    # byName takes a string, a unit override is a string); the generated JSON Schema renders
+    # `_` as an object, which would reject every override Grafana itself writes. Relax just those.
+    assert defs["MatcherConfig"]["properties"]["options"]["type"] == "object"
+    assert defs["DynamicConfigValue"]["properties"]["value"]["type"] == "object"
+    defs["MatcherConfig"]["properties"]["options"] = {}
+    defs["DynamicConfigValue"]["properties"]["value"] = {}
+    return Draft7Validator(schema)
+
+
+@cache
+def dashboard(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DASHBOARDS / f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def errors(validator: Draft7Validator, instance: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+        for e in validator.iter_errors(instance)
+    ]
+
+
+def test_the_three_dashboards_are_committed() -> None:
+    assert sorted(p.stem for p in DASHBOARDS.glob("*.json")) == sorted(NAMES)
+
+
+def test_regenerating_the_dashboards_changes_nothing() -> None:
+    rendered = build.render()
+    assert sorted(rendered) == sorted(f"{n}.json" for n in NAMES)
+    for file_name, text in rendered.items():
+        committed = (DASHBOARDS / file_name).read_text(encoding="utf-8")
+        assert committed == text, (
+            f"grafana/dashboards/{file_name} differs from its builder: run `python -m grafana.build`"
+        )
+    assert build.render() == rendered, "two renders differ: the output is not stable"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dashboard_matches_the_schema(name: str) -> None:
+    assert errors(dashboard_validator(), dashboard(name)) == []
+    assert dashboard(name)["uid"] == UIDS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_panel_matches_its_kind_schema(name: str) -> None:
+    query_schema = load_schema("prometheus")
+    queries = Draft7Validator(query_schema)
+    kinds = {kind: load_schema(kind) for kind in PANEL_KINDS}
+    problems: list[str] = []
+    ids: list[int] = []
+    for panel in iter_panels(dashboard(name)):
+        ids.append(panel["id"])
+        if panel["type"] == "row":
+            continue
+        title = panel.get("title", "?")
+        assert panel["type"] in kinds, f"{title}: panel kind {panel['type']} has no schema here"
+        kind = kinds[panel["type"]]
+        problems += [
+            f"{title} options {e}"
+            for e in errors(definition(kind, "Options"), panel.get("options"))
+        ]
+        if "FieldConfig" in kind["definitions"]:
+            custom = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
+            problems += [
+                f"{title} custom {e}" for e in errors(definition(kind, "FieldConfig"), custom)
+            ]
+        assert panel.get("targets"), f"{title}: a panel without queries"
+        for target in panel["targets"]:
+            problems += [
+                f"{title} query {target.get('refId')} {e}" for e in errors(queries, target)
+            ]
+    assert problems == []
+    assert len(ids) == len(set(ids)), f"panel ids repeat: {ids}"
+
+
+def provisioned_datasources() -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load((PROVISIONING / "datasources" / "datasources.yml").read_text())
+    return {ds["uid"]: ds for ds in data["datasources"]}
+
+
+def test_provisioning_declares_prometheus_and_alertmanager_with_fixed_uids() -> None:
+    sources = provisioned_datasources()
+    assert sources["prometheus"]["type"] == "prometheus"
+    assert sources["prometheus"]["url"] == "http://prometheus:9090"
+    assert sources["alertmanager"]["type"] == "alertmanager"
+    assert sources["alertmanager"]["url"] == "http://alertmanager:9093"
+    assert sources["alertmanager"]["jsonData"]["implementation"] == "prometheus"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_datasource_uid_is_provisioned(name: str) -> None:
+    sources = provisioned_datasources()
+    used = datasource_uids(dashboard(name))
+    assert used, "no datasource at all"
+    assert used <= set(sources), f"not provisioned: {used - set(sources)}"
+    for panel, target in iter_targets(dashboard(name)):
+        for ref in (panel.get("datasource"), target.get("datasource")):
+            assert ref is not None, f"{panel['title']}: query {target['refId']} names no datasource"
+            assert ref["type"] == sources[ref["uid"]]["type"], panel["title"]
+
+
+def test_the_dashboards_provider_reads_where_compose_mounts_them() -> None:
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = dict(volume.split(":")[:2] for volume in compose["services"]["grafana"]["volumes"])
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_variable_a_query_uses_is_defined(name: str) -> None:
+    defined = {v["name"] for v in dashboard(name).get("templating", {}).get("list", [])}
+    for expr in expressions(dashboard(name)):
+        unknown = variables_used(expr) - defined - GRAFANA_BUILTINS
+        assert not unknown, f"{expr}: undefined variables {unknown}"
+        assert variables_used(expr) <= set(VARIABLE_SAMPLES), expr
+
+
+def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing (Debian package `prometheus`: make tools)")
+        pytest.skip("promtool is missing (Debian package `prometheus`: make tools)")
+    rules = []
+    for name in NAMES:
+        for i, expr in enumerate(expressions(dashboard(name))):
+            concrete = substitute(expr)
+            assert "$" not in concrete, expr
+            rules.append({"record": f"dashboard:{name}_{i}:query", "expr": concrete})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(rules)} rules found" in result.stdout
+
+
+def test_metric_names_are_the_workers_or_prometheus_own() -> None:
+    """Each name is a worker's (callcenter_*, faust_*; checked live elsewhere) or Prometheus' own."""
+    for name in NAMES:
+        for expr in expressions(dashboard(name)):
+            for metric in metric_names(expr):
+                assert (
+                    metric.startswith(("callcenter_", "faust_")) or metric in PROMETHEUS_METRICS
+                ), f"{name}: {metric!r} in {expr}"
+
+
+def test_metric_names_are_read_from_the_queries() -> None:
+    expr = (
+        'sort(sum by (le) (increase(a_bucket{queue=~"$queue", le!="+Inf"}[$__range]))'
+        ' / ignoring (le) group_left sum(rate(b_count{x="y"}[5m] offset 1h)))'
+        " or on (queue) count(ALERTS) * 0 and vector(1) > bool inf"
+    )
+    assert metric_names(expr) == {"a_bucket", "b_count", "ALERTS"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_per_queue_gauges_are_deduplicated_by_queue(name: str) -> None:
+    """Two workers can briefly export one queue: every per-queue gauge is read through
+    `max by (queue) (...)`, never summed or shown per worker."""
+    for expr in expressions(dashboard(name)):
+        if expr.startswith("callcenter_sla_target_service_level_ratio"):
+            continue  # the queue variable's label_values(): only the label values matter
+        for metric in metric_names(expr) & PER_QUEUE_GAUGES:
+            for match in re.finditer(rf"\b{metric}\b", expr):
+                before = expr[: match.start()]
+                assert before.endswith("max by (queue) ("), f"{metric} not deduplicated in {expr}"
+
+
+def test_the_wallboard_is_one_row_of_tiles_per_queue_for_a_tv() -> None:
+    board = dashboard("wallboard")
+    assert board["refresh"] in {"5s", "10s"}
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["queue"]["multi"] and variables["queue"]["includeAll"]
+    panels = board["panels"]
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert len(rows) == 1 and panels[rows[0]]["repeat"] == "queue"
+    tiles = panels[rows[0] + 1 :]
+    titles = [t["title"].split(" (")[0] for t in tiles]
+    assert titles == [
+        "Service level",
+        "ASA",
+        "AWT",
+        "Calls waiting",
+        "Oldest waiting",
+        "Abandon rate",
+    ]
+    assert sum(t["gridPos"]["w"] for t in tiles) == 24, "one screen-wide row per queue"
+    for tile in tiles:
+        assert tile["type"] == "stat" and tile["options"]["colorMode"] == "background"
+        refs = [t["refId"] for t in tile["targets"]]
+        if tile["title"].startswith("AWT"):
+            continue  # no target of its own: neutral
+        # Coloured against the queue's own target: one query per outcome, a colour each.
+        assert refs == ["ok", "breach"], tile["title"]
+        colours = {
+            o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+            for o in tile["fieldConfig"]["overrides"]
+        }
+        assert colours == {"ok": "green", "breach": "red"}
+        ok, breach = (t["expr"] for t in tile["targets"])
+        assert "on (queue)" in ok and "callcenter_sla_" in ok
+        assert ok.replace(">=", "<").replace("<=", ">") == breach
