@@ -38,8 +38,9 @@ lint: install
 	$(VENV)/bin/ruff format --check stream_app tests bench grafana
 	$(VENV)/bin/mypy stream_app tests bench grafana
 
-# The system: the broker and a worker (Ctrl-C stops what it started).
-run: install kafka-up
+# The system: the broker, a worker fed live by the simulator, Prometheus and Alertmanager
+# (Ctrl-C stops what it started).
+run: install tools kafka-up
 	scripts/run.sh
 
 # Grafana dashboards are code (grafana/*.py); this rewrites grafana/dashboards/*.json.

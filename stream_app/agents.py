@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -20,9 +19,11 @@ from faust.streams import Stream
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.model import Contribution
+from stream_app.domain.positions import POSITION_KEY, Step
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
+from stream_app.input_guard import InputGuard, LogProbe
 from stream_app.tables import BufferedStore, create_tables
 
 if TYPE_CHECKING:
@@ -62,8 +63,15 @@ def register(pipeline: Pipeline) -> None:
         queue_partitions=pipeline.partitions[topic("queue-updates")],
     )
     clock = StreamClock()
-    calls_store = BufferedStore(calls_table)
-    queues_store = BufferedStore(queues_table, flush_rank=QueueStage.flush_rank)
+    # A flush ends with the input position, which vouches for everything before it.
+    calls_store = BufferedStore(calls_table, flush_rank=lambda key: int(key == POSITION_KEY))
+    queues_store = BufferedStore(
+        queues_table,
+        flush_rank=lambda key: 9 if key == POSITION_KEY else QueueStage.flush_rank(key),
+    )
+    probe = LogProbe(settings.kafka_bootstrap)
+    calls_guard = InputGuard(app, calls_store, topic("call-events"), probe)
+    queues_guard = InputGuard(app, queues_store, topic("queue-updates"), probe)
     calls = CallsStage(
         calls_store,
         pipeline.sla,
@@ -83,21 +91,24 @@ def register(pipeline: Pipeline) -> None:
     # are flushed to the table, so a crash redoes exactly the records whose effects it lost.
     pending: dict[tuple[str, int], list[Any]] = {}
 
-    async def delivered(sends: list[Awaitable[Any]]) -> None:
-        """The flushed changelog records and every record sent so far are acknowledged.
+    async def settle(
+        stage: str, store: BufferedStore, guard: InputGuard, event: Any, *, force: bool
+    ) -> None:
+        """Hold a processed record; every FLUSH_EVERY records (and on a tick) make its partition's
+        effects durable in order (outputs, then state, then the input position) and ack them.
 
-        Outputs are sent straight to the Kafka client (`await topic.send`), so a producer flush
-        covers them; changelog records go through Faust's buffer, so their own futures are
-        awaited. Faust's flush before a commit gives up after 0.1 s: acks wait for this."""
-        if sends:
-            await asyncio.gather(*sends)
-        await app.producer.flush()
-
-    async def settle(stage: str, store: BufferedStore, event: Any, *, force: bool) -> None:
-        held = pending.setdefault((stage, event.message.partition), [])
+        Faust's own flush before a commit gives up after 0.1 s, and its buffer hands changelog
+        records to the client in a background task, so nothing here trusts either: the outputs
+        are flushed from the client, the changelog sends are awaited one by one."""
+        partition = event.message.partition
+        held = pending.setdefault((stage, partition), [])
         held.append(event)
         if force or len(held) >= FLUSH_EVERY:
-            await delivered(store.flush())
+            await app.producer.flush()
+            guard.save(partition)
+            sends = store.flush()
+            if sends:
+                await asyncio.gather(*sends)
             for record in held:
                 record.ack()
             held.clear()
@@ -189,10 +200,16 @@ def register(pipeline: Pipeline) -> None:
             message = event.message
             tick = message.topic != call_events.get_topic_name()
             if tick:
+                await calls_guard.retry(message.partition)
                 await calls_tick(message.partition)
             else:
-                await handle_call_event(message)
-            await settle("calls", calls_store, event, force=tick)
+                step = await calls_guard.admit(message)
+                if step is Step.REWIND:
+                    continue  # fetched again after the seek; this copy is dropped unacked
+                if step is Step.APPLY:
+                    await handle_call_event(message)
+                    calls_guard.applied(message)
+            await settle("calls", calls_store, calls_guard, event, force=tick)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -249,19 +266,27 @@ def register(pipeline: Pipeline) -> None:
                     await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
             tick = message.topic != queue_updates.get_topic_name()
             if tick:
+                await queues_guard.retry(partition)
                 await queue_tick(partition)
             else:
-                await handle_update(message)
-            await settle("queues", queues_store, event, force=tick)
+                step = await queues_guard.admit(message)
+                if step is Step.REWIND:
+                    continue
+                if step is Step.APPLY:
+                    await handle_update(message)
+                    queues_guard.applied(message)
+            await settle("queues", queues_store, queues_guard, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
             if tp.topic == call_events.get_topic_name():
                 calls.forget_partition(tp.partition)
                 calls_store.drop(tp.partition)
+                calls_guard.forget(tp.partition)
                 pending.pop(("calls", tp.partition), None)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
+                queues_guard.forget(tp.partition)
                 pending.pop(("queues", tp.partition), None)
                 seen_partitions.discard(tp.partition)
                 collector.disown(tp.partition)
@@ -271,8 +296,10 @@ def register(pipeline: Pipeline) -> None:
             if tp.topic == call_events.get_topic_name():
                 calls.forget_partition(tp.partition)  # re-read from the recovered table
                 calls_store.drop(tp.partition)
+                calls_guard.forget(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
+                queues_guard.forget(tp.partition)
             if tp.topic in (queue_updates.get_topic_name(), queue_ticks.get_topic_name()):
                 seen_partitions.discard(tp.partition)
 

@@ -27,6 +27,7 @@ from stream_app.domain.sla import SlaConfig
 from stream_app.domain.windows import StreamClock
 
 PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
+RESERVED_PREFIX = "\x00"  # the stage's own keys (stream time, input position), never a call
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ class CallsStage:
             event = parse_event(raw, now_ms=wall_ms, max_bytes=self.max_event_bytes)
         except Rejected as rejected:
             return Outcome(reject=rejected.reason, detail=rejected.detail)
-        if event.call_id == PARTITION_TIME_KEY:
+        if event.call_id.startswith(RESERVED_PREFIX):
             return Outcome(reject="invalid_field", detail="this call_id is reserved")
         if key is None or key != event.call_id.encode():
             return Outcome(event=event, rekey=event.call_id)
@@ -139,7 +140,7 @@ class CallsStage:
         if stream_now is None:
             return swept
         for call_id, stored in list(self.store.items()):
-            if call_id == PARTITION_TIME_KEY:
+            if call_id.startswith(RESERVED_PREFIX):
                 continue
             state = CallState.from_json(stored)
             age = stream_now - state.last_ts

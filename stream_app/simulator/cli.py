@@ -40,6 +40,10 @@ examples:
   stream-app simulate --duration 1h --fast --faults --seed 7 --summary-json sim.json
   stream-app simulate --breach sales:30 --duration 2h   # sales unstaffed for 30 min, then recovers
 
+Ctrl-C or SIGTERM closes the center at the simulated time reached: every call in progress
+ends then (callers in the IVR or waiting hang up, calls being talked end with their after-call
+work cut short), so the pipeline is left with no call open.
+
 The summary (stdout; stderr with --dry-run) gives the calls' outcomes and, per queue, the
 figures the pipeline must report; --summary-json adds them per interval (INTERVAL_MINUTES),
 counted with the SLA thresholds of SLA_CONFIG, like the worker.
@@ -172,7 +176,8 @@ def parse_start(text: str, now_ms: int) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Simulate, send, and print the summary (also after Ctrl-C or SIGTERM)."""
+    """Simulate, send, and print the summary (also after Ctrl-C or SIGTERM, which close the
+    center: the calls in progress end at the simulated time reached)."""
     try:
         settings = load_settings()
         sla = load_sla_config(settings.sla_config or None)
@@ -213,8 +218,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(summary.render(), file=report)
         where = "stdout" if args.dry_run else f"Kafka at {settings.kafka_bootstrap}"
         return _fail(f"sending to {where} failed: {exc!r}")
-    if stopped:
-        print("stopped: the summary covers what was sent", file=sys.stderr)
+    if stopped and sim.closed_at is not None:
+        closed = datetime.fromtimestamp(sim.closed_at / 1000).astimezone()
+        print(
+            f"stopped: the center closed at {closed.isoformat(timespec='milliseconds')} "
+            "(simulated time), the calls in progress ended then; "
+            "the summary covers what was sent",
+            file=sys.stderr,
+        )
     print(summary.render(), file=report)
     if args.summary_json:
         data = {
@@ -222,6 +233,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "duration_ms": run.duration_ms,
             "faults_on": args.faults,
             "stopped": stopped,
+            "stopped_at_ms": sim.closed_at,
             **summary.to_json(),
         }
         Path(args.summary_json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -9,6 +9,10 @@ seeded from the seed: one for the calls, one for the faults, so `--faults` chang
 events are sent, never which calls happen. Every record carries the facts its event
 establishes (an answer with its speed, an abandon...), so a summary fed the records actually
 sent knows the correct figures of what the pipeline received.
+
+A run stopped early (`Simulation.close`) closes the center at a simulated instant: every call
+still in progress ends then with the events a real one would send, so none is left open
+downstream (a caller left "waiting" would age in the engine until its TTL evicts it).
 """
 
 from __future__ import annotations
@@ -64,12 +68,13 @@ class Record:
     facts: tuple[Fact, ...] = ()  # only on correct first sends
 
 
-# Call and agent states.
-IVR, WAITING, RINGING, TALKING, VOICEMAIL, DONE = (
+# Call and agent states (WRAPUP: the caller hung up, the agent does the after-call work).
+IVR, WAITING, RINGING, TALKING, WRAPUP, VOICEMAIL, DONE = (
     "ivr",
     "waiting",
     "ringing",
     "talking",
+    "wrapup",
     "vm",
     "done",
 )
@@ -137,7 +142,7 @@ class _Queue:
 
 class Simulation:
     """A call center from `start_ms`; arrivals stop after `duration_ms` (None: never) and the
-    calls already in the center run to their end."""
+    calls already in the center run to their end, unless `close` stops the run earlier."""
 
     def __init__(
         self,
@@ -163,6 +168,8 @@ class Simulation:
         self._seq = itertools.count()
         self._calls = 0
         self._active = 0
+        self._open: dict[str, _Call] = {}  # calls in progress, in order of arrival
+        self.closed_at: int | None = None  # set by `close`
         self._hours: dict[int, int] = {}  # hour start (ms) -> local hour of day
         self._id_prefix = f"sim{seed}-{start_ms // 1000}"
         self.queues = {
@@ -184,17 +191,34 @@ class Simulation:
     def records(self) -> Iterator[Record]:
         """Every record in the order the source sends it (by `emit_at`), lazily: forever when
         the run has no duration."""
-        while True:
-            finished = self._finished()
-            next_time = None if finished or not self._heap else self._heap[0][0]
-            while self._outbox and (next_time is None or self._outbox[0][0] <= next_time):
+        return (step for step in self.steps() if isinstance(step, Record))
+
+    def steps(self) -> Iterator[Record | int]:
+        """`records`, and before the model moves past the latest instant yielded so far (a
+        record's `emit_at` or such an int), the simulated instant it moves to, as an int.
+
+        A paced sender waits for each step to be due, so the model never runs ahead of the
+        simulated time the sender has reached: stopped between two steps, the model's state is
+        the center's at that time, and `close` can end the calls then. Between steps the
+        caller may `close` the run; the steps then end.
+        """
+        reached = self.now
+        while True:  # one step per turn: after a yield, anything may have changed
+            next_time = None if self._finished() or not self._heap else self._heap[0][0]
+            if self._outbox and (next_time is None or self._outbox[0][0] <= next_time):
                 _, seq, record = heapq.heappop(self._outbox)
                 if seq in self._cancelled:
                     self._cancelled.discard(seq)
                     continue
+                reached = max(reached, record.emit_at)
                 yield record
+                continue
             if next_time is None:
                 return
+            if next_time > reached:
+                reached = next_time
+                yield next_time
+                continue
             when, _, action = heapq.heappop(self._heap)
             self.now = when
             action()
@@ -203,6 +227,63 @@ class Simulation:
         """Records made but not yet due (held back by a fault, or due at the next instant)."""
         live = [entry for entry in self._outbox if entry[1] not in self._cancelled]
         return [record for _, _, record in sorted(live)]
+
+    def close(self, at_ms: int | None = None) -> list[Record]:
+        """Close the center at simulated `at_ms` (default: the model's current time, and never
+        before it): no call arrives any more and every call in progress ends at that instant.
+
+        Returns everything not sent yet, to send now, in this order: the records already made
+        but held back by a fault (a late or reordered event, a retry: sent now, `emit_at`
+        `at_ms`), then the closing events, which carry their facts and no fault:
+
+        - in the IVR (or being routed to a queue): `call_ended` (IVR-only);
+        - waiting in a queue or ringing at an agent: `call_abandoned`, `call_ended` (the
+          caller hangs up; the ringing agent is released);
+        - talking to an agent: `call_ended`, then `wrapup_ended` at the same instant (the
+          after-call work is cut short: nothing is sent after the stop);
+        - in after-call work: `wrapup_ended`;
+        - leaving a voicemail after a queue timeout: `call_ended` (flowed out).
+
+        The run is over afterwards: `steps` and `records` yield nothing more.
+        """
+        at = self.now if at_ms is None else at_ms
+        if at < self.now:
+            raise ValueError(f"cannot close at {at}: the model is already at {self.now}")
+        self.now = at
+        self.closed_at = at  # from here on, events are sent clean (no fault)
+        self._heap.clear()
+        for queue in self.queues.values():
+            queue.arriving = False
+        held = [replace(record, emit_at=at) for record in self.pending()]
+        self._outbox.clear()
+        self._cancelled.clear()
+        for call in list(self._open.values()):
+            self._close_call(call)
+        closing = [record for _, _, record in sorted(self._outbox)]
+        self._outbox.clear()
+        for queue in self.queues.values():
+            queue.waiting.clear()
+        return held + closing
+
+    def _close_call(self, call: _Call) -> None:
+        if call.state == IVR:
+            fact = Fact("ivr_only", call.queue.name, self.now)
+            self._emit(call, "call_ended", facts=(fact,))
+            self._finish(call)
+        elif call.state in (WAITING, RINGING):
+            call.ring += 1  # a ring stops (the agent is released); a stale ring end is ignored
+            call.agent = None
+            self._hang_up(call)
+        elif call.state == TALKING:
+            assert call.agent is not None
+            self._emit(call, "call_ended", agent=call.agent.agent_id)
+            self._wrapup_end(call, call.agent)
+        elif call.state == WRAPUP:
+            assert call.agent is not None
+            self._wrapup_end(call, call.agent)
+        else:
+            assert call.state == VOICEMAIL, call.state
+            self._voicemail_end(call)
 
     def _finished(self) -> bool:
         arriving = any(q.arriving for q in self.queues.values())
@@ -285,6 +366,7 @@ class Simulation:
         self._calls += 1
         self._active += 1
         call = _Call(f"{self._id_prefix}-{self._calls}", queue)
+        self._open[call.call_id] = call
         config = queue.config
         self._emit(
             call, "call_started", queue=queue.name, facts=(Fact("call", queue.name, self.now),)
@@ -391,12 +473,17 @@ class Simulation:
             call.agent = None
         else:
             queue.waiting.remove(call)
+        self._hang_up(call)
+        if agent is not None:
+            self._agent_free(agent)
+
+    def _hang_up(self, call: _Call) -> None:
+        """The caller hangs up while waiting (or ringing) in its queue: an abandon."""
+        queue = call.queue
         fact = Fact("abandoned", queue.name, self.now, self.now - call.entry_ts)
         self._emit(call, "call_abandoned", queue=queue.name, facts=(fact,))
         self._emit(call, "call_ended")
         self._finish(call)
-        if agent is not None:
-            self._agent_free(agent)
 
     def _timeout(self, call: _Call, visit: int) -> None:
         if call.visit != visit or call.state not in (WAITING, RINGING):
@@ -424,6 +511,7 @@ class Simulation:
 
     def _talk_end(self, call: _Call, agent: _Agent) -> None:
         self._emit(call, "call_ended", agent=agent.agent_id)
+        call.state = WRAPUP
         assert call.answer_queue is not None
         wrapup = call.answer_queue.config.wrapup_seconds.sample_ms(self._rng)
         self._at(self.now + wrapup, partial(self._wrapup_end, call, agent))
@@ -434,11 +522,13 @@ class Simulation:
         fact = Fact("handled", queue, self.now, self.now - call.answer_ts)
         self._emit(call, "wrapup_ended", queue=queue, agent=agent.agent_id, facts=(fact,))
         self._finish(call)
-        self._agent_free(agent)
+        if self.closed_at is None:
+            self._agent_free(agent)
 
     def _finish(self, call: _Call) -> None:
         call.state = DONE
         self._active -= 1
+        del self._open[call.call_id]
 
     # -- events and faults ---------------------------------------------------------------------
 
@@ -466,7 +556,7 @@ class Simulation:
         if reason is not None:
             event["reason"] = reason
         record = Record(call.call_id, orjson.dumps(event), self.now, self.now, None, facts)
-        if self.faults:
+        if self.faults and self.closed_at is None:  # the closing events are sent clean
             self._send_with_faults(call, record, event)
         else:
             self._push(record)

@@ -2,9 +2,16 @@
 
 Pacing: a record due at simulated instant T goes out at `wall0 + (T - start) / speed`, and
 never before the wall clock reaches T: a real source cannot send what has not happened yet,
-and the engine rejects events more than 5 minutes ahead of its clock. On stop (Ctrl-C,
-SIGTERM) the records already made whose event time has passed are still sent, so the summary
-(fed only what was sent) describes exactly what the pipeline received.
+and the engine rejects events more than 5 minutes ahead of its clock. The model itself is
+paced the same way (`Simulation.steps`): it moves to instant T only once T is due, so it never
+runs ahead of the simulated time the sending has reached.
+
+On stop (Ctrl-C, SIGTERM) the center closes at that simulated time, the stop time: the
+instant the pacing had reached when the stop came (at N x real time, `start + elapsed * N`;
+never past the wall clock, nor past the step it was waiting for), not the time of the next
+event. Every call in progress ends then (`Simulation.close`), the records already made but
+held back by a fault are sent, and so are the closing events: no call is left open in the
+pipeline, and the summary (fed only what was sent) describes exactly what it received.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol, TextIO
 
 from stream_app.settings import Settings
@@ -102,35 +110,46 @@ async def run(
     stop: asyncio.Event,
     clock: Callable[[], int] = wall_ms,
 ) -> bool:
-    """Send until the simulation ends or `stop` is set; True when stopped early.
+    """Send until the simulation ends or `stop` is set; True when stopped early: the center
+    was then closed at the stop time, every call in progress ended (see the module's doc).
 
     `speed` None is as fast as possible (still never ahead of the wall clock).
     """
     started = time.monotonic()
-    for sent, record in enumerate(sim.records(), start=1):
-        delay = (record.emit_at - clock()) / 1000  # never ahead of the wall clock
-        if speed:
-            paced = (record.emit_at - sim.start_ms) / 1000 / speed - (time.monotonic() - started)
-            delay = max(delay, paced)
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    def reached() -> int:
+        """The simulated instant the pacing has reached now."""
+        wall = clock()
+        if not speed:
+            return wall
+        return min(wall, sim.start_ms + int((time.monotonic() - started) * 1000 * speed))
+
+    horizon = reached()  # a step due by then needs no wait (nor a look at the clocks)
+    for step, item in enumerate(sim.steps(), start=1):
+        due = item if isinstance(item, int) else item.emit_at
+        if due > horizon:
+            delay = (due - clock()) / 1000  # never ahead of the wall clock
+            if speed:
+                paced = (due - sim.start_ms) / 1000 / speed - (time.monotonic() - started)
+                delay = max(delay, paced)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            horizon = reached()
         if stop.is_set():
-            await _send_what_happened(sink, summary, [record, *sim.pending()], clock())
+            # Between two steps: the model is at or before the instant reached, and the step
+            # waited for (maybe cut short) is not past it. Everything made so far has ts <= at.
+            at = max(sim.now, min(due, reached()))
+            current = [] if isinstance(item, int) else [replace(item, emit_at=min(due, at))]
+            for record in [*current, *sim.close(at)]:
+                await sink.send(record)
+                summary.add(record)
             await sink.flush()
             return True
-        await sink.send(record)
-        summary.add(record)
-        if sent % 1000 == 0:
+        if isinstance(item, Record):
+            await sink.send(item)
+            summary.add(item)
+        if step % 1000 == 0:
             await asyncio.sleep(0)  # let a signal handler run during a fast run
     await sink.flush()
     return False
-
-
-async def _send_what_happened(
-    sink: Sink, summary: Summary, records: list[Record], now: int
-) -> None:
-    for record in records:
-        if record.ts <= now:
-            await sink.send(record)
-            summary.add(record)

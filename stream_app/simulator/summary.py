@@ -154,7 +154,8 @@ class Summary:
 
     @property
     def in_progress(self) -> int:
-        """Calls whose outcome was not sent yet (only after an interrupted run)."""
+        """Calls whose outcome was not sent yet: none once the run ended or was stopped (a stop
+        closes the center); some only while it runs, or after a failed send."""
         decided = sum(self.outcomes[k] for k in ("answered", "abandoned", "flowed_out", "ivr_only"))
         return self.total_calls - decided
 

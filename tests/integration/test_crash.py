@@ -81,13 +81,6 @@ def run_clean(
 
 
 @pytest.mark.skipif(not DATASET.exists(), reason="the dataset lives in ../shared/datasets")
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG (issue 3 stays open): after a SIGKILL the restarted worker can miss a few "
-    "events of calls whose early events it had processed (e.g. started_at null, an answered call "
-    "counted abandoned); it passed in 1 of 4 runs. Offsets seem to be committed before the "
-    "call state's changelog record is durable.",
-)
 def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
     tmp_path: Path, workers: list[Worker]
 ) -> None:

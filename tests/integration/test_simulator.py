@@ -1,10 +1,12 @@
 """The simulator through the real broker and a worker, every fault on: the engine's closed
-intervals, call outcomes, dead letters and duplicate count equal the simulator's own summary."""
+intervals, call outcomes, dead letters and duplicate count equal the simulator's own summary,
+also for a run stopped midway (Ctrl-C), which leaves no call open in the engine."""
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -83,27 +85,52 @@ def differences(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]])
     return out
 
 
-def simulate(worker: Worker, config: Path, start_ms: int, summary: Path, pace: list[str]) -> str:
+def simulate(
+    worker: Worker,
+    config: Path,
+    start_ms: int,
+    summary: Path,
+    pace: list[str],
+    stop_after: float | None = None,
+) -> str:
+    """Run the simulator to its end, or Ctrl-C it `stop_after` seconds after it started."""
     argv = ["--config", str(config), "--seed", "11", "--start", format_ts(start_ms)]
     argv += ["--duration", "1h", *pace, "--faults", "--breach", "vip:20"]
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [str(PYTHON), "-m", "stream_app.simulator.cli", *argv, "--summary-json", str(summary)],
         env=worker.env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=ROOT,
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    try:
+        if stop_after is not None:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()  # "simulating from ...": about to send
+            assert first.startswith("simulating"), first
+            time.sleep(stop_after)
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    return out
 
 
-@pytest.mark.parametrize("pace", [["--fast"], ["--speed", "120"]], ids=["fast", "120x"])
+@pytest.mark.parametrize(
+    ("pace", "stop_after"),
+    [(["--fast"], None), (["--speed", "120"], None), (["--speed", "240"], 8.0)],
+    ids=["fast", "120x", "stopped"],
+)
 def test_the_engine_reports_the_simulators_own_figures(
-    tmp_path: Path, workers: list[Worker], pace: list[str]
+    tmp_path: Path, workers: list[Worker], pace: list[str], stop_after: float | None
 ) -> None:
     """As fast as possible, everything arrives before any interval closes; at 120x (30 s for
-    the hour) late events land after their interval was published: corrections."""
+    the hour) late events land after their interval was published: corrections. Stopped
+    midway (at 240x), the simulator closes the center: the calls in progress end then."""
     prefix = unique_prefix("sim")
     worker = make_worker(tmp_path, prefix)
     workers.append(worker.start())
@@ -111,12 +138,18 @@ def test_the_engine_reports_the_simulators_own_figures(
     config = tmp_path / "sim.yaml"
     config.write_text(CONFIG)
     start = past_interval(hours_ago=6)
-    printed = simulate(worker, config, start, tmp_path / "summary.json", pace)
+    printed = simulate(worker, config, start, tmp_path / "summary.json", pace, stop_after)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert f"{summary['calls']} calls" in printed
-    assert summary["in_progress"] == 0 and summary["calls"] > 150
-    assert all(n > 0 for n in summary["faults"].values()), summary["faults"]
-    assert summary["queues"]["vip"]["flowed_out"] > 0 and summary["queues"]["vip"]["calls"] > 0
+    assert summary["in_progress"] == 0
+    if stop_after is None:
+        assert not summary["stopped"] and summary["calls"] > 150
+        assert all(n > 0 for n in summary["faults"].values()), summary["faults"]
+        assert summary["queues"]["vip"]["flowed_out"] > 0
+    else:  # stopped midway: the closing events are its last
+        assert summary["stopped"] and summary["calls"] > 20
+        assert summary["last_event_ms"] == summary["stopped_at_ms"] < start + 60 * MIN
+    assert summary["queues"]["vip"]["calls"] > 0
 
     # Stream time past the last interval's end plus grace: an IVR-only call well after the run.
     tail = Calls()
@@ -136,7 +169,7 @@ def test_the_engine_reports_the_simulators_own_figures(
         if problems:
             time.sleep(2)
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:30])
-    if pace != ["--fast"]:
+    if pace == ["--speed", "120"]:
         assert any(record["revision"] > 0 for record in got.values())
 
     # The engine's call outcomes are the simulator's.
@@ -156,6 +189,10 @@ def test_the_engine_reports_the_simulators_own_figures(
         - Counter()
     )
     assert len(outcomes) == summary["calls"]
+    # No caller is left waiting in the engine (a stopped run's too: it closed the center).
+    metrics = worker.metrics()
+    assert {v for (name, _), v in metrics.items() if name == "callcenter_calls_waiting"} == {0}
+    assert not [k for k in metrics if k[0] == "callcenter_oldest_waiting_seconds"]
 
     # Every malformed record reached the dead-letter topic with its reason; nothing else did.
     dlq = consume_all(prefix + "call-events-dlq", idle=1.0)

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
@@ -108,6 +109,21 @@ def domain_view(records: list[Record], sla: SlaConfig = SLA) -> tuple[dict[str, 
         outcome = state.outcome(lambda q: sla.for_queue(q).short_abandon_ms)
         outcomes[str(outcome["outcome"]) if outcome else "in_progress"] += 1
     return intervals, outcomes
+
+
+def open_calls(records: list[Record]) -> list[str]:
+    """The calls the engine's domain would keep open: no hang-up known, a caller still waiting
+    in a queue, or an answer whose after-call work never ends."""
+    states: dict[str, CallState] = {}
+    for event in events_of(records):
+        states.setdefault(event.call_id, CallState.new(event.call_id)).apply(event)
+    return sorted(
+        call_id
+        for call_id, state in states.items()
+        if not state.is_finished()
+        or (state.answered and state.wrapup is None)
+        or any(c.waiting_since is not None for c in state.contributions().values())
+    )
 
 
 FIELDS = (
@@ -478,6 +494,141 @@ def test_an_endless_run_is_lazy() -> None:
     assert len(first) == 500 and sim.now < T0 + 24 * HOUR
 
 
+# -- an early stop closes the center ---------------------------------------------------------
+
+
+def stop_at(sim: Simulation, at: int) -> tuple[list[Record], list[Record], list[Record]]:
+    """Run the steps as a sender stopped at simulated `at` does (between two steps, the one it
+    waits for due later): (records sent before, records held back then sent, closing ones)."""
+    sent: list[Record] = []
+    yielded = sim.now
+    for step in sim.steps():
+        due = step if isinstance(step, int) else step.emit_at
+        yielded = max(yielded, due)
+        assert sim.now <= yielded  # the model never runs ahead of the steps it yielded
+        if due > at:
+            if isinstance(step, Record):  # made already (ts <= now): sent at the stop
+                sent.append(replace(step, emit_at=at))
+            break
+        if isinstance(step, Record):
+            sent.append(step)
+    assert sim.now <= at
+    held = sim.pending()
+    rest = sim.close(at)
+    assert sim.closed_at == at and sim.pending() == [] and list(sim.steps()) == []
+    assert [r.value for r in rest[: len(held)]] == [r.value for r in held]
+    return sent, rest[: len(held)], rest[len(held) :]
+
+
+def closing_words(records: list[Record], closing: list[Record]) -> Counter[str]:
+    """For each call closed: its events before the stop's last one and the closing ones, as
+    letters (`A|EW`: talking when the center closed)."""
+    last = {e.event_id for e in events_of(closing)}
+    words: Counter[str] = Counter()
+    for events in lives(records).values():
+        before = [LETTERS[e.type] for e in events if e.event_id not in last]
+        after = [LETTERS[e.type] for e in events if e.event_id in last]
+        if after:
+            words[f"{before[-1]}|{''.join(after)}"] += 1
+    return words
+
+
+@pytest.mark.parametrize("faults", [False, True], ids=["clean", "faults"])
+def test_a_stop_mid_run_ends_every_call_in_progress_at_the_stop_time(faults: bool) -> None:
+    config = replace(
+        busy_config(),
+        faults=replace(default_config().faults, duplicate=0.05, reorder=0.1, late=0.05),
+    )
+    words: Counter[str] = Counter()
+    for seed, at in [(1, T0 + 2 * HOUR + 123), (2, T0 + 37 * 60_000), (3, T0 + 3 * HOUR + 7)]:
+        sim = Simulation(config, seed=seed, start_ms=T0, faults=faults)  # endless
+        sent, held, closing = stop_at(sim, at)
+        records = sent + held + closing
+        assert closing and all(r.ts == r.emit_at == at and r.fault is None for r in closing)
+        assert len({r.value for r in closing}) == len(closing)
+        assert all(r.ts <= r.emit_at <= at for r in records)
+        assert bool(held) == faults  # held back by a fault: sent at the stop, fault kept
+        assert open_calls(sent + held)  # without the closing events, calls stay open
+        assert open_calls(records) == []
+        for call_id, events in lives(records).items():
+            word = "".join(LETTERS[e.type] for e in events)
+            assert LIFE.fullmatch(word), f"{call_id}: {word}"
+        summary = assert_summary_matches_domain(records)
+        assert summary.in_progress == 0 and summary.last_ts == at
+        words += closing_words(records, closing)
+    # The states a call is in when the center closes: in the IVR (S|E), waiting (Q|XE) or
+    # ringing (O|XE), talking (A|EW), in after-call work (E|W). The rarer ones (being routed
+    # after the IVR, I|E; leaving a voicemail, L|E) are left to the property test below.
+    assert {"S|E", "Q|XE", "O|XE", "A|EW", "E|W"} <= set(words), words
+
+
+def test_a_talk_cut_short_counts_its_handle_time_up_to_the_stop() -> None:
+    sim = Simulation(default_config(), seed=8, start_ms=T0 + 2 * HOUR)
+    at = T0 + 3 * HOUR
+    sent, held, closing = stop_at(sim, at)
+    assert_summary_matches_domain(sent + held + closing)
+    answered = {e.call_id: e.ts for e in events_of(sent) if e.type == "call_answered"}
+    cut = [r for r in closing if b'"wrapup_ended"' in r.value]
+    assert cut
+    for record in cut:
+        (fact,) = record.facts
+        assert (fact.kind, fact.ts, fact.a) == ("handled", at, at - answered[record.key])
+
+
+def test_close_ends_the_run_and_never_goes_back_in_time() -> None:
+    sim = Simulation(default_config(), seed=3, start_ms=T0, duration_ms=HOUR)
+    steps = sim.steps()
+    for _ in range(300):
+        next(steps)
+    with pytest.raises(ValueError, match="already at"):
+        sim.close(sim.now - 1)
+    now = sim.now
+    rest = sim.close()  # at the model's current time
+    assert sim.closed_at == now and all(r.ts <= now for r in rest)
+    assert list(steps) == [] and sim.close() == []  # nothing left to end
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    agents=st.integers(0, 4),
+    stop_minutes=st.floats(0, 50),
+    timeout=st.none() | st.floats(5, 300),
+    faults=st.booleans(),
+)
+def test_a_stop_at_any_instant_leaves_no_call_open(
+    seed: int, agents: int, stop_minutes: float, timeout: float | None, faults: bool
+) -> None:
+    queues = {
+        "a": replace(
+            QueueConfig(),
+            arrivals_per_hour=120,
+            agents=agents,
+            no_answer=0.3,
+            no_answer_pause_seconds=5,
+            timeout_seconds=timeout,
+            overflow="b" if timeout is not None else None,
+            short_abandon_share=0.1,
+        ),
+        "b": replace(QueueConfig(), arrivals_per_hour=20, agents=1, emit_offers=False),
+        "c": replace(  # a timeout without overflow: voicemail
+            QueueConfig(), arrivals_per_hour=30, agents=1, emit_ivr_ended=False, timeout_seconds=30
+        ),
+    }
+    config = SimConfig(
+        queues=MappingProxyType(queues),
+        profile=(1.0,) * 24,
+        faults=replace(SimConfig(queues={}).faults, reorder=0.1, duplicate=0.05, late=0.05),
+    )
+    sim = Simulation(config, seed=seed, start_ms=T0, duration_ms=HOUR, faults=faults)
+    sent, held, closing = stop_at(sim, T0 + round(stop_minutes * 60_000))
+    records = sent + held + closing
+    assert open_calls(records) == []
+    for events in lives(records).values():
+        assert LIFE.fullmatch("".join(LETTERS[e.type] for e in events))
+    assert_summary_matches_domain(records)
+
+
 # -- property: any seed, any small center ---------------------------------------------------
 
 
@@ -541,8 +692,8 @@ def test_run_sends_everything_and_the_summary_counts_what_was_sent() -> None:
     assert summary.records == len(sink.records)
 
 
-def test_a_stopped_run_sends_what_happened_and_summarizes_only_that() -> None:
-    async def go() -> tuple[bool, ListSink, Summary]:
+def test_a_stopped_run_closes_the_center_at_the_wall_clock_and_summarizes_what_was_sent() -> None:
+    async def go() -> tuple[bool, Simulation, ListSink, Summary]:
         sim = Simulation(default_config(), seed=4, start_ms=T0, duration_ms=HOUR, faults=True)
         sink, summary = ListSink(), Summary(interval_ms=INTERVAL, sla=SLA)
         stop = asyncio.Event()
@@ -552,14 +703,41 @@ def test_a_stopped_run_sends_what_happened_and_summarizes_only_that() -> None:
         )
         await asyncio.sleep(0.2)
         stop.set()
-        return await task, sink, summary
+        return await task, sim, sink, summary
 
-    stopped, sink, summary = asyncio.run(go())
+    stopped, sim, sink, summary = asyncio.run(go())
     assert stopped
-    assert sink.records and max(r.ts for r in sink.records) <= T0 + 20 * 60_000
+    # The center closed at the time reached (the wall clock's), not at the next event's.
+    assert sim.closed_at == T0 + 20 * 60_000
+    assert sink.records and max(r.ts for r in sink.records) == T0 + 20 * 60_000
     assert summary.records == len(sink.records)
-    assert summary.total_calls > 0
-    assert summary.in_progress == domain_view(sink.records)[1]["in_progress"]
+    assert summary.total_calls > 0 and summary.in_progress == 0
+    assert open_calls(sink.records) == []
+    assert_summary_matches_domain(sink.records)
+
+
+def test_a_paced_run_closes_at_the_paced_time_not_at_the_next_event() -> None:
+    speed = 3600.0  # an hour a second
+
+    async def go() -> tuple[bool, Simulation, ListSink, Summary, float]:
+        sim = Simulation(default_config(), seed=6, start_ms=T0)  # endless
+        sink, summary = ListSink(), Summary(interval_ms=INTERVAL, sla=SLA)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run(sim, summary, sink, speed=speed, stop=stop, clock=lambda: WALL)
+        )
+        started = time.monotonic()
+        await asyncio.sleep(0.3)
+        stop.set()
+        stopped = await task
+        return stopped, sim, sink, summary, time.monotonic() - started
+
+    stopped, sim, sink, summary, elapsed = asyncio.run(go())
+    assert stopped and sim.closed_at is not None
+    assert T0 < sim.closed_at <= T0 + elapsed * speed * 1000
+    assert max(r.ts for r in sink.records) == sim.closed_at
+    assert summary.in_progress == 0 and open_calls(sink.records) == []
+    assert_summary_matches_domain(sink.records)
 
 
 # -- configuration -------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""Each stage applies an input partition's records once and in offset order, whatever Faust's
+fetch loop delivers or commits (why: `stream_app.domain.positions`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
+
+from stream_app.domain.positions import POSITION_KEY, Position, Step
+from stream_app.tables import BufferedStore
+
+log = logging.getLogger(__name__)
+RESEEK_AFTER_S = 1.0  # records fetched before a seek may still arrive; seek again if they do
+
+
+class LogProbe:
+    """Asks the broker which offset really comes first at a position (a consumer of its own,
+    outside the group, reading as Faust's consumer does: uncommitted records included)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.consumer: AIOKafkaConsumer | None = None
+        self.lock = asyncio.Lock()
+
+    async def first_offset(self, topic: str, partition: int, start: int) -> int | None:
+        async with self.lock:
+            if self.consumer is None:
+                self.consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",  # a position the retention deleted: what is left
+                )
+                await self.consumer.start()
+            tp = TopicPartition(topic, partition)
+            self.consumer.assign([tp])
+            self.consumer.seek(tp, start)
+            batch = await self.consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            records = batch.get(tp, [])
+            return int(records[0].offset) if records else None
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+
+class InputGuard:
+    """The positions of one stage's input partitions, kept in the stage's table (POSITION_KEY,
+    one per partition) and written with every flush, after the state they vouch for."""
+
+    def __init__(self, app: Any, store: BufferedStore, topic: str, probe: LogProbe) -> None:
+        self.app = app
+        self.store = store
+        self.topic = topic
+        self.probe = probe
+        self.positions: dict[int, Position] = {}
+        self.saved: dict[int, int] = {}
+        self.sought_at: dict[int, float] = {}
+
+    def _position(self, partition: int) -> Position:
+        position = self.positions.get(partition)
+        if position is None:  # first record since assignment: the table's word (this partition)
+            stored = self.store.get(POSITION_KEY)
+            position = self.positions[partition] = Position(next=stored or 0)
+            if stored is not None:
+                self.saved[partition] = stored
+        return position
+
+    async def admit(self, message: Any) -> Step:
+        """APPLY (then call `applied`), SKIP (already applied: ack it with the others), or
+        REWIND (dropped: the consumer was sent back for the records before it)."""
+        position = self._position(message.partition)
+        step = position.step(message.offset)
+        if step is Step.PROBE:
+            first = await self.probe.first_offset(self.topic, message.partition, position.next)
+            position.probed(first, message.offset)
+            step = position.step(message.offset)
+        if step is Step.REWIND:
+            await self._seek(message.partition, position)
+        return step
+
+    def applied(self, message: Any) -> None:
+        self._position(message.partition).applied(message.offset)
+
+    async def retry(self, partition: int) -> None:
+        """From a tick: a rewind whose records have not come yet is sought again."""
+        position = self.positions.get(partition)
+        if position is not None and position.rewinding:
+            await self._seek(partition, position)
+
+    async def _seek(self, partition: int, position: Position) -> None:
+        now = time.monotonic()
+        if now - self.sought_at.get(partition, 0.0) < RESEEK_AFTER_S:
+            return
+        self.sought_at[partition] = now
+        assert position.first is not None
+        log.warning(
+            "%s[%d]: records from offset %d were skipped by the consumer: fetching them again",
+            self.topic,
+            partition,
+            position.first,
+        )
+        await self.app.consumer.seek(TP(self.topic, partition), position.first)
+
+    def save(self, partition: int) -> None:
+        """Before a flush of this partition (inside an agent, on one of its records)."""
+        position = self.positions.get(partition)
+        if position is None or self.saved.get(partition) == position.next:
+            return
+        self.store.set(POSITION_KEY, position.next)
+        self.saved[partition] = position.next
+
+    def forget(self, partition: int) -> None:
+        """On revocation or assignment: the table says where to resume."""
+        self.positions.pop(partition, None)
+        self.saved.pop(partition, None)
+        self.sought_at.pop(partition, None)
