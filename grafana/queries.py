@@ -1,6 +1,7 @@
 """Reading dashboards back: their panels, their PromQL, the metric names it uses.
 
-Shared by the builder's self-check and the tests (schema, promtool, metrics a worker exports).
+Shared by the builder's self-check and the tests (schema, promtool, metrics a worker exports);
+the Prometheus rules' tests read their PromQL with `metric_names` too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_GROUPING = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
 _IDENTIFIER = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(\s*\()?")
 _KEYWORDS = frozenset(
     {

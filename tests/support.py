@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -214,6 +215,19 @@ class Worker:
         )
         return self
 
+    def run_command(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """`stream-app ARGS` with this worker's settings (broker, topics); it must succeed."""
+        done = subprocess.run(
+            [str(STREAM_APP), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(
@@ -274,6 +288,13 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def same(got: Any, want: Any) -> bool:
+    """A published figure equals the expected one (a float to within 1e-9)."""
+    if isinstance(want, float) and isinstance(got, int | float):
+        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(got == want)
 
 
 def make_worker(tmp: Path, prefix: str, name: str = "w1", **overrides: str) -> Worker:

@@ -12,17 +12,20 @@ Shape (YAML or TOML, chosen by the file's extension)::
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-import tomllib
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
+from stream_app.domain.config_files import (
+    key_path,
+    mapping,
+    no_unknown_keys,
+    read_config_file,
+    shorten,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,63 +69,23 @@ class SlaConfigError(ValueError):
 
 def load_sla_config(path: str | os.PathLike[str] | None) -> SlaConfig:
     """Load and validate an SLA file; no path (None or "") means the built-in defaults."""
-    if path is None or os.fspath(path) == "":
-        return SlaConfig()
-    source = os.fspath(path)
-    suffix = Path(source).suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml"):
-        raise SlaConfigError(
-            f"{source}: unsupported format {suffix or '(no extension)'}: use .yaml, .yml or .toml"
-        )
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SlaConfigError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SlaConfigError(f"{source}: cannot read: {exc}") from None
-    data: object
-    try:
-        data = tomllib.loads(text) if suffix == ".toml" else yaml.load(text, Loader=_StrictLoader)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        kind = "TOML" if suffix == ".toml" else "YAML"
-        raise SlaConfigError(f"{source}: not valid {kind}: {exc}") from None
-    return parse_sla_config(data, source=source)
+    file = read_config_file(path, SlaConfigError)
+    return SlaConfig() if file is None else parse_sla_config(file.data, source=file.source)
 
 
 def parse_sla_config(data: object, *, source: str) -> SlaConfig:
     """Validate already-parsed file content; an empty document means all defaults."""
-    top = _mapping(data, "", source, allow_none=True)
-    _no_unknown_keys(top, ("defaults", "queues"), "", source)
+    top = mapping(data, "", source, SlaConfigError)
+    no_unknown_keys(top, ("defaults", "queues"), "", source, SlaConfigError)
     default = _queue_sla(QueueSla(), top.get("defaults"), "defaults", source)
     queues: dict[str, QueueSla] = {}
-    for name, overrides in _mapping(top.get("queues"), "queues", source, allow_none=True).items():
+    for name, overrides in mapping(top.get("queues"), "queues", source, SlaConfigError).items():
         if not isinstance(name, str) or not name:
             raise SlaConfigError(
                 f"{source}: queues: queue name {name!r} must be a non-empty string (quote it)"
             )
-        queues[name] = _queue_sla(default, overrides, _path("queues", name), source)
+        queues[name] = _queue_sla(default, overrides, key_path("queues", name), source)
     return SlaConfig(default=default, queues=MappingProxyType(queues))
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor` merges are resolved by the base class
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            if isinstance(key, Hashable):
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _positive_number(value: object) -> float | None:
@@ -170,44 +133,15 @@ assert set(_RULES) == set(_FIELD_NAMES), "every QueueSla field needs a validatio
 
 
 def _queue_sla(base: QueueSla, data: object, path: str, source: str) -> QueueSla:
-    overrides = _mapping(data, path, source, allow_none=True)
-    _no_unknown_keys(overrides, _FIELD_NAMES, path, source)
+    overrides = mapping(data, path, source, SlaConfigError)
+    no_unknown_keys(overrides, _FIELD_NAMES, path, source, SlaConfigError)
     clean: dict[str, Any] = {}
     for name, value in overrides.items():
         check, must_be = _RULES[name]
         result = check(value)
         if result is None:
             raise SlaConfigError(
-                f"{source}: {_path(path, name)} must be {must_be}, got {_shorten(value)}"
+                f"{source}: {key_path(path, name)} must be {must_be}, got {shorten(value)}"
             )
         clean[name] = result
     return replace(base, **clean)
-
-
-def _mapping(data: object, path: str, source: str, *, allow_none: bool) -> Mapping[Any, Any]:
-    if data is None and allow_none:
-        return {}
-    if not isinstance(data, Mapping):
-        where = path or "the top level"
-        raise SlaConfigError(f"{source}: {where} must be a mapping, got {_shorten(data)}")
-    return data
-
-
-def _no_unknown_keys(data: Mapping[Any, Any], known: tuple[str, ...], path: str, src: str) -> None:
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            raise SlaConfigError(f"{src}: unknown key {_path(path, str(key))}{hint}")
-
-
-def _path(parent: str, key: str) -> str:
-    """A TOML-style dotted key path; a key that is not a bare word is quoted."""
-    bare = key and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in key)
-    part = key if bare else f'"{key}"'
-    return f"{parent}.{part}" if parent else part
-
-
-def _shorten(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

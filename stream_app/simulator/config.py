@@ -18,20 +18,23 @@ with `value`, `low`/`high`, `mean` or `mean`/`sd`, and an optional cap `max`.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import random
 import re
-import tomllib
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+from stream_app.domain.config_files import (
+    key_path,
+    mapping,
+    no_unknown_keys,
+    read_config_file,
+    shorten,
+)
 
 
 class SimConfigError(ValueError):
@@ -275,27 +278,8 @@ def default_config() -> SimConfig:
 
 def load_config(path: str | os.PathLike[str] | None) -> SimConfig:
     """Load and validate a simulation file; no path (None or "") means the built-in defaults."""
-    if path is None or os.fspath(path) == "":
-        return default_config()
-    source = os.fspath(path)
-    suffix = Path(source).suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml"):
-        raise SimConfigError(
-            f"{source}: unsupported format {suffix or '(no extension)'}: use .yaml, .yml or .toml"
-        )
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SimConfigError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimConfigError(f"{source}: cannot read: {exc}") from None
-    data: object
-    try:
-        data = tomllib.loads(text) if suffix == ".toml" else yaml.load(text, Loader=_StrictLoader)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        kind = "TOML" if suffix == ".toml" else "YAML"
-        raise SimConfigError(f"{source}: not valid {kind}: {exc}") from None
-    return parse_config(data, source=source)
+    file = read_config_file(path, SimConfigError)
+    return default_config() if file is None else parse_config(file.data, source=file.source)
 
 
 _TOP_KEYS = ("time_zone", "profile", "ts_format", "defaults", "queues", "breaches", "faults")
@@ -304,27 +288,27 @@ _TS_FORMATS = ("rfc3339", "epoch_ms")
 
 def parse_config(data: object, *, source: str) -> SimConfig:
     """Validate already-parsed file content; an empty document means all defaults."""
-    top = _mapping(data, "", source)
-    _no_unknown_keys(top, _TOP_KEYS, "", source)
+    top = mapping(data, "", source, SimConfigError)
+    no_unknown_keys(top, _TOP_KEYS, "", source, SimConfigError)
     zone = top.get("time_zone", "UTC")
     if not isinstance(zone, str) or not _is_zone(zone):
         raise SimConfigError(
-            f"{source}: time_zone must be an IANA time zone such as Europe/Paris, got {_shorten(zone)}"
+            f"{source}: time_zone must be an IANA time zone such as Europe/Paris, got {shorten(zone)}"
         )
     ts_format = top.get("ts_format", "rfc3339")
     if ts_format not in _TS_FORMATS:
         raise SimConfigError(
-            f"{source}: ts_format must be one of {', '.join(_TS_FORMATS)}, got {_shorten(ts_format)}"
+            f"{source}: ts_format must be one of {', '.join(_TS_FORMATS)}, got {shorten(ts_format)}"
         )
     profile = _profile(top["profile"], "profile", source) if "profile" in top else DEFAULT_PROFILE
     base = _record(QueueConfig(), top.get("defaults"), "defaults", source, _QUEUE_RULES)
     queues: dict[str, QueueConfig] = {}
     if "queues" in top:
-        given = _mapping(top["queues"], "queues", source)
+        given = mapping(top["queues"], "queues", source, SimConfigError)
         if not given:
             raise SimConfigError(f"{source}: queues must name at least one queue")
         for name, value in given.items():
-            path = _path("queues", _queue_name(name, source))
+            path = key_path("queues", _queue_name(name, source))
             queues[name] = _record(base, value, path, source, _QUEUE_RULES)
     else:
         # The built-in queues: each one's own settings over the file's `defaults`.
@@ -353,7 +337,7 @@ def parse_config(data: object, *, source: str) -> SimConfig:
 def _check_queue(
     name: str, queue: QueueConfig, queues: Mapping[str, QueueConfig], src: str
 ) -> None:
-    path = _path("queues", name)
+    path = key_path("queues", name)
     if queue.overflow is not None:
         if queue.overflow == name:
             raise SimConfigError(f"{src}: {path}.overflow must name another queue, not itself")
@@ -370,20 +354,20 @@ def _breaches(data: object, queues: Mapping[str, QueueConfig], src: str) -> tupl
     if data is None:
         return ()
     if not isinstance(data, list):
-        raise SimConfigError(f"{src}: breaches must be a list, got {_shorten(data)}")
+        raise SimConfigError(f"{src}: breaches must be a list, got {shorten(data)}")
     out: list[Breach] = []
     known = tuple(f.name for f in fields(Breach))
     for index, item in enumerate(data):
         path = f"breaches[{index}]"
-        entry = _mapping(item, path, src)
-        _no_unknown_keys(entry, known, path, src)
+        entry = mapping(item, path, src, SimConfigError)
+        no_unknown_keys(entry, known, path, src, SimConfigError)
         for required in ("queue", "minutes"):
             if required not in entry:
                 raise SimConfigError(f"{src}: {path}.{required} is required")
         queue = entry["queue"]
         if queue not in queues:
             raise SimConfigError(
-                f"{src}: {path}.queue names no queue: {_shorten(queue)} (queues: {', '.join(queues)})"
+                f"{src}: {path}.queue names no queue: {shorten(queue)} (queues: {', '.join(queues)})"
             )
         out.append(
             Breach(
@@ -446,7 +430,7 @@ _R = TypeVar("_R")
 def _check(check: Callable[[object], _T | None], value: object, path: str, src: str) -> _T:
     result = check(value)
     if result is None:
-        raise SimConfigError(f"{src}: {path} must be {_MUST_BE[check]}, got {_shorten(value)}")
+        raise SimConfigError(f"{src}: {path} must be {_MUST_BE[check]}, got {shorten(value)}")
     return result
 
 
@@ -467,14 +451,14 @@ def _optional(check: Callable[[object], object]) -> Rule:
 
 def _boolean(value: object, path: str, src: str) -> bool:
     if not isinstance(value, bool):
-        raise SimConfigError(f"{src}: {path} must be true or false, got {_shorten(value)}")
+        raise SimConfigError(f"{src}: {path} must be true or false, got {shorten(value)}")
     return value
 
 
 def _profile(value: object, path: str, src: str) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != 24:
         raise SimConfigError(
-            f"{src}: {path} must be a list of 24 hourly multipliers (hour 0 first), got {_shorten(value)}"
+            f"{src}: {path} must be a list of 24 hourly multipliers (hour 0 first), got {shorten(value)}"
         )
     out = tuple(_check(_non_negative, v, f"{path}[{i}]", src) for i, v in enumerate(value))
     if not any(out):
@@ -491,7 +475,7 @@ def _agents(value: object, path: str, src: str) -> int | tuple[int, ...]:
         return tuple(_check(_count, v, f"{path}[{i}]", src) for i, v in enumerate(value))
     if _count(value) is None:
         raise SimConfigError(
-            f"{src}: {path} must be an integer >= 0 or a list of 24 (by local hour), got {_shorten(value)}"
+            f"{src}: {path} must be an integer >= 0 or a list of 24 (by local hour), got {shorten(value)}"
         )
     return _check(_count, value, path, src)
 
@@ -500,7 +484,7 @@ def _queue_ref(value: object, path: str, src: str) -> str | None:
     if value is None or value == "none":
         return None
     if not isinstance(value, str) or not value:
-        raise SimConfigError(f"{src}: {path} must be a queue name, got {_shorten(value)}")
+        raise SimConfigError(f"{src}: {path} must be a queue name, got {shorten(value)}")
     return value
 
 
@@ -517,16 +501,16 @@ def _dist(value: object, path: str, src: str) -> Dist:
         return Dist.constant(_check(_non_negative, value, path, src))
     if not isinstance(value, Mapping):
         raise SimConfigError(
-            f"{src}: {path} must be seconds (a number) or a mapping with `dist`, got {_shorten(value)}"
+            f"{src}: {path} must be seconds (a number) or a mapping with `dist`, got {shorten(value)}"
         )
     kind = value.get("dist")
     if kind not in _DIST_KEYS:
         raise SimConfigError(
-            f"{src}: {path}.dist must be one of {', '.join(DIST_KINDS)}, got {_shorten(kind)}"
+            f"{src}: {path}.dist must be one of {', '.join(DIST_KINDS)}, got {shorten(kind)}"
         )
     needed = _DIST_KEYS[kind]
     capped = ("max",) if kind in ("exponential", "lognormal") else ()
-    _no_unknown_keys(value, ("dist", *needed, *capped), path, src)
+    no_unknown_keys(value, ("dist", *needed, *capped), path, src, SimConfigError)
     for key in needed:
         if key not in value:
             raise SimConfigError(f"{src}: {path}.{key} is required for dist {kind}")
@@ -581,9 +565,11 @@ assert set(_FAULT_RULES) == {f.name for f in fields(FaultConfig)}, "every fault 
 
 
 def _record(base: _R, data: object, path: str, src: str, rules: Mapping[str, Rule]) -> _R:
-    overrides = _mapping(data, path, src)
-    _no_unknown_keys(overrides, tuple(rules), path, src)
-    clean = {name: rules[name](value, _path(path, name), src) for name, value in overrides.items()}
+    overrides = mapping(data, path, src, SimConfigError)
+    no_unknown_keys(overrides, tuple(rules), path, src, SimConfigError)
+    clean = {
+        name: rules[name](value, key_path(path, name), src) for name, value in overrides.items()
+    }
     return replace(base, **clean)  # type: ignore[type-var]  # _R is always a dataclass here
 
 
@@ -624,27 +610,6 @@ def parse_breach(text: str) -> Breach:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"found duplicate key {key!r}",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _is_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -657,35 +622,6 @@ def _queue_name(name: object, src: str) -> str:
     if not isinstance(name, str) or not name:
         raise SimConfigError(f"{src}: queues: queue name {name!r} must be a non-empty string")
     return name
-
-
-def _mapping(data: object, path: str, src: str) -> Mapping[Any, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise SimConfigError(
-            f"{src}: {path or 'the top level'} must be a mapping, got {_shorten(data)}"
-        )
-    return data
-
-
-def _no_unknown_keys(data: Mapping[Any, Any], known: tuple[str, ...], path: str, src: str) -> None:
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            raise SimConfigError(f"{src}: unknown key {_path(path, str(key))}{hint}")
-
-
-def _path(parent: str, key: str) -> str:
-    bare = key and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in key)
-    part = key if bare else f'"{key}"'
-    return f"{parent}.{part}" if parent else part
-
-
-def _shorten(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 __all__ = [

@@ -22,18 +22,10 @@ async def produce_events(
 
     Returns the number of records the broker acknowledged (all of them, or it raises).
     """
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        enable_idempotence=True,
-    )
-    await producer.start()
     topic = settings.topic("call-events")
     pending: list[asyncio.Future[Any]] = []
     sent = 0
-    try:
+    async with open_producer(settings) as producer:
         first_ts: int | None = None
         started = time.monotonic()
         for key, event in events:
@@ -52,13 +44,12 @@ async def produce_events(
         await asyncio.gather(*pending)
         sent += len(pending)
         return sent
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager
 async def open_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    """A long-lived producer set up as in produce_events, for a connector that keeps sending."""
+    """A started producer (acks from all replicas, idempotent), stopped on exit: produce_events
+    opens one for a batch of events, a connector keeps one for as long as it sends."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",

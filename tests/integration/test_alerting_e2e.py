@@ -30,9 +30,7 @@ installs them where it may); under CI=true it fails instead.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -48,6 +46,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.common import tool
 from tests.support import (
     ROOT,
     STREAM_APP,
@@ -68,18 +67,6 @@ DURATION_SCALE = 10  # `for: 1m` becomes 6s
 BREACHED = "sales"
 OTHERS = ("support", "vip")
 ALERT = "CallcenterOldestWaitingAboveLimit"
-PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager"}
-
-
-def tool(name: str) -> str:
-    """The binary's path; skip without it, or fail under CI, where every check must run."""
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    message = f"{name} is not installed (Debian package {PACKAGES[name]}: run `make tools`)"
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{message}; CI=true requires it")
-    pytest.skip(message)
 
 
 # -- durations --------------------------------------------------------------------------------

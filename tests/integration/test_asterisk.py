@@ -9,7 +9,7 @@ from typing import Any
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import latest_by_key, past_interval, queue_metrics, wait_for
-from tests.support import ROOT, STREAM_APP, Worker, consume_all, make_worker, unique_prefix
+from tests.support import Worker, consume_all, make_worker, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -84,16 +84,7 @@ def expected(t0: int) -> dict[str, dict[str, object]]:
 
 
 def replay(worker: Worker, path: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(STREAM_APP), "replay", "asterisk", str(path)],
-        env=worker.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    return worker.run_command("replay", "asterisk", str(path))
 
 
 def figures(record: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,6 @@ interval against figures computed independently from the TSV (tests/oracle_anony
 
 from __future__ import annotations
 
-import math
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,33 +10,19 @@ import pytest
 
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
 from tests.oracle_anonymous_bank import expected_intervals
-from tests.support import ROOT, SHARED, STREAM_APP, Worker, consume_all, make_worker, unique_prefix
+from tests.support import SHARED, Worker, consume_all, make_worker, same, unique_prefix
 
 DATASET = SHARED / "datasets" / "anonymous-bank-1999-02.tsv"
 END_OF_MONTH_MS = 920_332_800_000  # 1999-03-02T00:00:00Z: moves stream time past the last interval
 
 
 def replay(worker: Worker) -> str:
-    done = subprocess.run(
-        [str(STREAM_APP), "replay", "anonymous-bank", str(DATASET)],
-        env=worker.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
+    done = worker.run_command("replay", "anonymous-bank", str(DATASET), timeout=600)
     calls = Calls()
     calls.add("end-of-replay", "call_started", END_OF_MONTH_MS)
     calls.add("end-of-replay", "call_ended", END_OF_MONTH_MS + 1000)
     send(worker.env["TOPIC_PREFIX"], calls.events)
     return done.stdout
-
-
-def same(got: Any, want: Any) -> bool:
-    if isinstance(want, float) and isinstance(got, (int, float)):
-        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
-    return bool(got == want)
 
 
 def differences(

@@ -5,7 +5,6 @@ also for a run stopped midway (Ctrl-C), which leaves no call open in the engine.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 import time
@@ -16,8 +15,9 @@ from typing import Any
 import pytest
 
 from stream_app.domain.events import format_ts
+from tests.common import FIGURE_FIELDS
 from tests.integration.engine import Calls, latest_by_key, past_interval, send
-from tests.support import ROOT, Worker, consume_all, make_worker, unique_prefix
+from tests.support import ROOT, Worker, consume_all, make_worker, same, unique_prefix
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 MIN = 60_000
@@ -41,28 +41,7 @@ queues:
   no-ivr: {arrivals_per_hour: 30, agents: 3, emit_ivr_ended: false, wrapup_seconds: 0}
 faults: {duplicate: 0.03, reorder: 0.05, late: 0.02, malformed: 0.01}
 """
-FIELDS = (
-    "offered",
-    "answered",
-    "abandoned",
-    "short_abandoned",
-    "flowed_out",
-    "answered_within_threshold",
-    "service_level_seconds",
-    "asa_seconds",
-    "awt_seconds",
-    "aht_seconds",
-    "longest_wait_seconds",
-    "service_level",
-    "abandon_rate",
-)
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out")
-
-
-def same(got: Any, want: Any) -> bool:
-    if isinstance(want, float) and isinstance(got, int | float):
-        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
-    return bool(got == want)
 
 
 def differences(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]]) -> list[str]:
@@ -74,7 +53,7 @@ def differences(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]])
             continue
         out.extend(
             f"{key}: {name} = {record.get(name)!r}, expected {fields[name]!r}"
-            for name in FIELDS
+            for name in FIGURE_FIELDS
             if not same(record.get(name), fields[name])
         )
     for key in sorted(set(got) - set(want)):

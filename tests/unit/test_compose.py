@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft7Validator
+
+from tests.common import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
@@ -164,11 +164,7 @@ def test_prometheus_finds_the_workers_by_dns_as_job_callcenter() -> None:
 
 
 def test_prometheus_compose_config_passes_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (Debian package `prometheus`: make tools)")
-        pytest.skip("promtool is missing (Debian package `prometheus`: make tools)")
+    promtool = tool("promtool")
     # The container's rule path, pointed at the repository's rules.
     text = PROMETHEUS_COMPOSE.read_text().replace(
         "/etc/prometheus/rules/", f"{ROOT / 'prometheus' / 'rules'}/"

@@ -7,9 +7,7 @@ tests/integration/test_dashboards_live.py.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -33,6 +31,7 @@ from grafana.queries import (
     variables_used,
 )
 from stream_app.exporter import SLA_GAUGES, WINDOW_GAUGES
+from tests.common import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
@@ -187,11 +186,7 @@ def test_every_variable_a_query_uses_is_defined(name: str) -> None:
 
 
 def test_every_query_parses_with_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (Debian package `prometheus`: make tools)")
-        pytest.skip("promtool is missing (Debian package `prometheus`: make tools)")
+    promtool = tool("promtool")
     rules = []
     for name in NAMES:
         for i, expr in enumerate(expressions(dashboard(name))):

@@ -7,9 +7,7 @@ installed by `make tools`. Without them these tests skip, except under CI=true, 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,11 @@ from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from grafana.queries import PROMETHEUS_METRICS, metric_names
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.metrics import FaustRelay, Metrics
+from tests.common import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "prometheus"
@@ -32,21 +32,7 @@ RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 
-# Series Prometheus makes itself rather than scraping them.
-PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 SEVERITIES = {"warning", "critical"}
-PACKAGES = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}
-
-
-def tool(name: str) -> str:
-    """The tool's path; skip without it, or fail under CI, where every check must run."""
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    message = f"{name} is not installed (Debian package {PACKAGES[name]}: run `make tools`)"
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{message}; CI=true requires it")
-    pytest.skip(message)
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -166,39 +152,6 @@ def exported_names() -> set[str]:
     return names
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^}]*\}")
-_RANGES = re.compile(r"\[[^\]]*\]")
-_GROUPING = re.compile(
-    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
-)
-_IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
-_KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "inf",
-    "nan",
-}
-
-
-def metric_names(expr: str) -> set[str]:
-    """The series names a PromQL expression selects (enough PromQL for these rule files)."""
-    text = _STRING.sub(" ", expr)
-    text = _MATCHERS.sub(" ", text)
-    text = _RANGES.sub(" ", text)
-    text = _GROUPING.sub(" ", text)
-    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
-
-
 def template_queries(rule: dict[str, Any]) -> list[str]:
     """The PromQL queries of an alert's annotations (`query` template function)."""
     return [
@@ -228,7 +181,7 @@ def test_every_series_the_rules_read_is_exported_or_recorded() -> None:
         name = rule.get("record") or rule["alert"]
         for expr in [rule["expr"], *template_queries(rule)]:
             for metric in metric_names(expr):
-                if metric not in exported | recorded | PROMETHEUS_SERIES:
+                if metric not in exported | recorded | PROMETHEUS_METRICS:
                     unknown.setdefault(name, set()).add(metric)
     assert unknown == {}, f"series no worker exports and no rule records: {unknown}"
 

@@ -46,6 +46,7 @@ from stream_app.simulator.config import (
 from stream_app.simulator.model import MALFORMED_KINDS, Record, Simulation
 from stream_app.simulator.publish import run
 from stream_app.simulator.summary import Summary
+from tests.common import FIGURE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = int(datetime(2026, 3, 2, 8, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 08:00 UTC
@@ -126,23 +127,6 @@ def open_calls(records: list[Record]) -> list[str]:
     )
 
 
-FIELDS = (
-    "offered",
-    "answered",
-    "abandoned",
-    "short_abandoned",
-    "flowed_out",
-    "answered_within_threshold",
-    "service_level_seconds",
-    "asa_seconds",
-    "awt_seconds",
-    "aht_seconds",
-    "longest_wait_seconds",
-    "service_level",
-    "abandon_rate",
-)
-
-
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12)
@@ -160,7 +144,7 @@ def assert_summary_matches_domain(records: list[Record], sla: SlaConfig = SLA) -
     problems = [
         f"{key}.{name}: summary {got[key][name]!r}, domain {want[key][name]!r}"
         for key in want
-        for name in FIELDS
+        for name in FIGURE_FIELDS
         if not same(got[key][name], want[key][name])
     ]
     assert not problems, "\n".join(problems[:20])
