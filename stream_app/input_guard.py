@@ -15,7 +15,7 @@ from stream_app.domain.positions import POSITION_KEY, Position, Step
 from stream_app.tables import BufferedStore
 
 log = logging.getLogger(__name__)
-RESEEK_AFTER_S = 1.0  # records fetched before a seek may still arrive; seek again if they do
+RESEEK_AFTER_S = 2.0  # a rewind still waiting for its records after this is sought again
 
 
 class LogProbe:
@@ -61,6 +61,7 @@ class InputGuard:
         self.positions: dict[int, Position] = {}
         self.saved: dict[int, int] = {}
         self.sought_at: dict[int, float] = {}
+        self.sought_for: dict[int, int] = {}  # the position each partition was last sought for
 
     def _position(self, partition: int) -> Position:
         position = self.positions.get(partition)
@@ -80,32 +81,37 @@ class InputGuard:
             first = await self.probe.first_offset(self.topic, message.partition, position.next)
             position.probed(first, message.offset)
             step = position.step(message.offset)
-        if step is Step.REWIND:
-            await self._seek(message.partition, position)
+        if step is Step.REWIND and self.sought_for.get(message.partition) != position.next:
+            await self._seek(message.partition, position)  # once; the stale rest is dropped
         return step
 
     def applied(self, message: Any) -> None:
         self._position(message.partition).applied(message.offset)
 
     async def retry(self, partition: int) -> None:
-        """From a tick: a rewind whose records have not come yet is sought again."""
+        """From a tick: a rewind whose records have not come yet is sought again (Faust's fetch
+        loop can drop the records fetched again when a stale batch moved its read offset)."""
         position = self.positions.get(partition)
-        if position is not None and position.rewinding:
+        if (
+            position is not None
+            and position.rewinding
+            and time.monotonic() - self.sought_at.get(partition, 0.0) >= RESEEK_AFTER_S
+        ):
             await self._seek(partition, position)
 
     async def _seek(self, partition: int, position: Position) -> None:
-        now = time.monotonic()
-        if now - self.sought_at.get(partition, 0.0) < RESEEK_AFTER_S:
-            return
-        self.sought_at[partition] = now
         assert position.first is not None
+        self.sought_at[partition] = time.monotonic()
+        self.sought_for[partition] = position.next
         log.warning(
             "%s[%d]: records from offset %d were skipped by the consumer: fetching them again",
             self.topic,
             partition,
             position.first,
         )
-        await self.app.consumer.seek(TP(self.topic, partition), position.first)
+        # seek_wait runs on the consumer's own thread (Faust's plain seek does not: it races
+        # the fetcher) and moves Faust's read offset back too.
+        await self.app.consumer.seek_wait({TP(self.topic, partition): position.first})
 
     def save(self, partition: int) -> None:
         """Before a flush of this partition (inside an agent, on one of its records)."""
@@ -120,3 +126,4 @@ class InputGuard:
         self.positions.pop(partition, None)
         self.saved.pop(partition, None)
         self.sought_at.pop(partition, None)
+        self.sought_for.pop(partition, None)

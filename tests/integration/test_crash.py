@@ -100,11 +100,33 @@ def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
         workers.append(worker.start())
         worker.wait_ready()
 
-    def identical() -> bool:
+    def differences() -> list[str]:
+        assert worker.proc is not None
+        if worker.proc.poll() is not None:
+            return [f"the restarted worker exited ({worker.proc.returncode}):\n{worker.log()}"]
         metrics, outcomes = outputs(prefix)
-        return metrics == clean_metrics and outcomes == clean_outcomes
+        out = []
+        for name, got, want in (
+            ("queue-metrics", metrics, clean_metrics),
+            ("call-outcomes", outcomes, clean_outcomes),
+        ):
+            for key in sorted(set(got) | set(want)):
+                if got.get(key) != want.get(key):
+                    out.append(f"{name} {key}: {got.get(key)!r}, clean run: {want.get(key)!r}")
+        return out
 
-    if not wait_for(
-        identical, timeout=600, every=5, message="crash run reaches the clean run's outputs"
-    ):
-        raise AssertionError("unreachable")
+    last: list[str] = []
+
+    def identical() -> bool:
+        last[:] = differences()
+        return not last
+
+    try:
+        wait_for(
+            identical, timeout=600, every=5, message="crash run reaches the clean run's outputs"
+        )
+    except AssertionError:
+        shown = "\n".join(last[:10])
+        raise AssertionError(
+            f"{len(last)} differences from the clean run, e.g.:\n{shown}"
+        ) from None
