@@ -67,9 +67,9 @@ class BufferedStore:
     """A write-back cache over a table, one buffer per partition.
 
     A record's writes go to its partition's buffer; `flush()` (inside an agent, on a record of
-    that partition) writes the buffer to the table, and only then does the agent ack the
-    records whose writes it holds, so Faust never commits an offset whose effect is not in
-    the table's changelog. A busy queue's bucket or a call written by five events in a row
+    that partition) writes the buffer to the table, ending with the stage's input position
+    (`stream_app.input_guard`), and only then does the agent ack the records whose writes it
+    holds. A busy queue's bucket or a call written by five events in a row
     costs one changelog record per flush instead of one per event. Values are buffered encoded,
     so nothing a caller mutates after `get` can leak into the buffer without a `set`.
     """
