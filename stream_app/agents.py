@@ -104,7 +104,10 @@ def register(pipeline: Pipeline) -> None:
         held = pending.setdefault((stage, partition), [])
         held.append(event)
         if force or len(held) >= FLUSH_EVERY:
+            epoch = guard.epoch(partition)
             await app.producer.flush()
+            if guard.epoch(partition) != epoch:
+                return  # revoked meanwhile: the held records and their effects were dropped
             guard.save(partition)
             sends = store.flush()
             if sends:
@@ -203,12 +206,14 @@ def register(pipeline: Pipeline) -> None:
                 await calls_guard.retry(message.partition)
                 await calls_tick(message.partition)
             else:
+                epoch = calls_guard.epoch(message.partition)
                 step = await calls_guard.admit(message)
                 if step is Step.REWIND:
                     continue  # fetched again after the seek; this copy is dropped unacked
                 if step is Step.APPLY:
                     await handle_call_event(message)
-                    calls_guard.applied(message)
+                    if not calls_guard.applied(message, epoch):
+                        continue  # revoked meanwhile: its effects were dropped; it comes again
             await settle("calls", calls_store, calls_guard, event, force=tick)
 
     seen_partitions: set[int] = set()
@@ -269,12 +274,14 @@ def register(pipeline: Pipeline) -> None:
                 await queues_guard.retry(partition)
                 await queue_tick(partition)
             else:
+                epoch = queues_guard.epoch(partition)
                 step = await queues_guard.admit(message)
                 if step is Step.REWIND:
                     continue
                 if step is Step.APPLY:
                     await handle_update(message)
-                    queues_guard.applied(message)
+                    if not queues_guard.applied(message, epoch):
+                        continue
             await settle("queues", queues_store, queues_guard, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

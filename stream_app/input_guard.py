@@ -62,6 +62,7 @@ class InputGuard:
         self.saved: dict[int, int] = {}
         self.sought_at: dict[int, float] = {}
         self.sought_for: dict[int, int] = {}  # the position each partition was last sought for
+        self.epochs: dict[int, int] = {}
 
     def _position(self, partition: int) -> Position:
         position = self.positions.get(partition)
@@ -85,8 +86,17 @@ class InputGuard:
             await self._seek(message.partition, position)  # once; the stale rest is dropped
         return step
 
-    def applied(self, message: Any) -> None:
+    def epoch(self, partition: int) -> int:
+        """Changes whenever the partition is revoked or assigned: a record whose processing
+        spans a change had its buffered effects dropped, so it must neither count as applied
+        nor be acked (it is delivered again)."""
+        return self.epochs.get(partition, 0)
+
+    def applied(self, message: Any, epoch: int) -> bool:
+        if self.epoch(message.partition) != epoch:
+            return False
         self._position(message.partition).applied(message.offset)
+        return True
 
     async def retry(self, partition: int) -> None:
         """From a tick: a rewind whose records have not come yet is sought again (Faust's fetch
@@ -127,3 +137,4 @@ class InputGuard:
         self.saved.pop(partition, None)
         self.sought_at.pop(partition, None)
         self.sought_for.pop(partition, None)
+        self.epochs[partition] = self.epoch(partition) + 1
