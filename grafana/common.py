@@ -92,18 +92,30 @@ def query(
     return q
 
 
-def queue_variable() -> dashboard.QueryVariable:
-    """`$queue`: every queue some worker exports targets for (multi-select, All by default)."""
+def _label_variable(
+    name: str, label: str, query: str, sort: model.VariableSort
+) -> dashboard.QueryVariable:
+    """A multi-select variable over a label's values, All by default."""
     return (
-        dashboard.QueryVariable("queue")
-        .label("Queue")
+        dashboard.QueryVariable(name)
+        .label(label)
         .datasource(PROMETHEUS)
-        .query("label_values(callcenter_sla_target_service_level_ratio, queue)")
+        .query(query)
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(model.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .sort(sort)
         .multi(True)
         .include_all(True)
         .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def queue_variable() -> dashboard.QueryVariable:
+    """`$queue`: every queue some worker exports targets for (multi-select, All by default)."""
+    return _label_variable(
+        "queue",
+        "Queue",
+        "label_values(callcenter_sla_target_service_level_ratio, queue)",
+        model.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC,
     )
 
 
@@ -120,16 +132,11 @@ def window_variable(default: str) -> dashboard.CustomVariable:
 
 def job_variable() -> dashboard.QueryVariable:
     """`$job`: the scrape jobs that hold workers (any job exporting the worker's stream time)."""
-    return (
-        dashboard.QueryVariable("job")
-        .label("Job")
-        .datasource(PROMETHEUS)
-        .query("label_values(callcenter_stream_time_seconds, job)")
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(model.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    return _label_variable(
+        "job",
+        "Job",
+        "label_values(callcenter_stream_time_seconds, job)",
+        model.VariableSort.ALPHABETICAL_ASC,
     )
 
 

@@ -19,7 +19,7 @@ from faust.streams import Stream
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.model import Contribution
-from stream_app.domain.positions import POSITION_KEY, Step
+from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
@@ -205,15 +205,8 @@ def register(pipeline: Pipeline) -> None:
             if tick:
                 await calls_guard.retry(message.partition)
                 await calls_tick(message.partition)
-            else:
-                epoch = calls_guard.epoch(message.partition)
-                step = await calls_guard.admit(message)
-                if step is Step.REWIND:
-                    continue  # fetched again after the seek; this copy is dropped unacked
-                if step is Step.APPLY:
-                    await handle_call_event(message)
-                    if not calls_guard.applied(message, epoch):
-                        continue  # revoked meanwhile: its effects were dropped; it comes again
+            elif not await calls_guard.process(message, handle_call_event):
+                continue  # dropped unacked: it is delivered again
             await settle("calls", calls_store, calls_guard, event, force=tick)
 
     seen_partitions: set[int] = set()
@@ -273,15 +266,8 @@ def register(pipeline: Pipeline) -> None:
             if tick:
                 await queues_guard.retry(partition)
                 await queue_tick(partition)
-            else:
-                epoch = queues_guard.epoch(partition)
-                step = await queues_guard.admit(message)
-                if step is Step.REWIND:
-                    continue
-                if step is Step.APPLY:
-                    await handle_update(message)
-                    if not queues_guard.applied(message, epoch):
-                        continue
+            elif not await queues_guard.process(message, handle_update):
+                continue
             await settle("queues", queues_store, queues_guard, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -74,8 +75,8 @@ class InputGuard:
         return position
 
     async def admit(self, message: Any) -> Step:
-        """APPLY (then call `applied`), SKIP (already applied: ack it with the others), or
-        REWIND (dropped: the consumer was sent back for the records before it)."""
+        """APPLY, SKIP (already applied), or REWIND (the consumer was sent back for the records
+        before it)."""
         position = self._position(message.partition)
         step = position.step(message.offset)
         if step is Step.PROBE:
@@ -92,10 +93,19 @@ class InputGuard:
         nor be acked (it is delivered again)."""
         return self.epochs.get(partition, 0)
 
-    def applied(self, message: Any, epoch: int) -> bool:
-        if self.epoch(message.partition) != epoch:
+    async def process(self, message: Any, apply: Callable[[Any], Awaitable[None]]) -> bool:
+        """Apply `message` if it is the next record of its partition; True when it is to be
+        acked with the others (applied, or applied before), False when it is dropped unacked
+        (fetched again after a rewind, or its partition was revoked while it was applied)."""
+        epoch = self.epoch(message.partition)
+        step = await self.admit(message)
+        if step is Step.REWIND:
             return False
-        self._position(message.partition).applied(message.offset)
+        if step is Step.APPLY:
+            await apply(message)
+            if self.epoch(message.partition) != epoch:
+                return False  # its buffered effects were dropped with the partition
+            self._position(message.partition).applied(message.offset)
         return True
 
     async def retry(self, partition: int) -> None:
