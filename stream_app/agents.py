@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -24,6 +25,7 @@ from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
+from stream_app.queue_registry import QueueRegistry
 from stream_app.tables import BufferedStore, create_tables
 
 if TYPE_CHECKING:
@@ -35,6 +37,15 @@ FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flu
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def own_headers(headers: Any) -> list[tuple[str, bytes]]:
+    """The input record's headers as (name, value) pairs, whichever form the client gave."""
+    if not headers:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return [(str(name), bytes(value or b"")) for name, value in headers]
 
 
 def register(pipeline: Pipeline) -> None:
@@ -56,6 +67,7 @@ def register(pipeline: Pipeline) -> None:
     call_outcomes = app.topic(topic("call-outcomes"), **raw)
     queue_metrics = app.topic(topic("queue-metrics"), **raw)
     dlq = app.topic(topic("call-events-dlq"), **raw)
+    registry_out = app.topic(topic("queue-registry"), **raw)
 
     calls_table, queues_table = create_tables(
         app,
@@ -72,6 +84,11 @@ def register(pipeline: Pipeline) -> None:
     probe = LogProbe(settings.kafka_bootstrap)
     calls_guard = InputGuard(app, calls_store, topic("call-events"), probe)
     queues_guard = InputGuard(app, queues_store, topic("queue-updates"), probe)
+    registry = QueueRegistry(
+        topic("queue-registry"),
+        settings.max_queues,
+        {"bootstrap_servers": settings.kafka_bootstrap},
+    )
     calls = CallsStage(
         calls_store,
         pipeline.sla,
@@ -79,6 +96,7 @@ def register(pipeline: Pipeline) -> None:
         max_event_bytes=settings.max_event_bytes,
         retention_ms=settings.retention_ms,
         call_ttl_ms=settings.call_ttl_ms,
+        admit_queue=registry.admit,
     )
     windows = WindowConfig(
         interval_ms=settings.interval_ms,
@@ -174,12 +192,17 @@ def register(pipeline: Pipeline) -> None:
                 await send_emission(call_id, emission, partition)
 
     async def handle_call_event(message: Any) -> None:
+        if not registry.loaded:
+            await registry.load()
         outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
+        for queue in registry.take_unsent():  # a new queue: known to every worker before the ack
+            await (await registry_out.send(key=queue.encode(), value=b"{}", partition=0))
         if outcome.reject is not None:
             metrics.rejected.labels(reason=outcome.reject).inc()
             if outcome.late:
                 metrics.late.inc()
             headers = [
+                *own_headers(message.headers),
                 ("reason", outcome.reject.encode()),
                 ("detail", outcome.detail.encode()[:1000]),
             ]

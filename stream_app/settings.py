@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +37,7 @@ class Settings:
     state_retention_hours: int = 48
     call_ttl_hours: int = 6
     max_event_bytes: int = 65536
+    max_queues: int = 2000
     faust_metrics: bool = True
 
     @property
@@ -138,8 +140,40 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_retention_hours=_int(env, "STATE_RETENTION_HOURS", 48, 1, 24 * 90),
         call_ttl_hours=_int(env, "CALL_TTL_HOURS", 6, 1, 24 * 7),
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 65536, 256, 16 * 1024 * 1024),
+        max_queues=_int(env, "MAX_QUEUES", 2000, 1, 1_000_000),
         faust_metrics=faust_metrics in {"true", "1", "yes"},
     )
-    if settings.state_retention_hours * 60 < 2 * (interval + settings.grace_seconds // 60 + 1):
-        raise SettingsError("STATE_RETENTION_HOURS must keep at least two intervals plus grace")
+    _check_consistency(settings)
     return settings
+
+
+def longest_day_ms(zone: ZoneInfo) -> int:
+    """24 hours, or 25 in a zone that changes its clocks (the day the clocks go back)."""
+    year = datetime.now(UTC).year
+    offsets = {datetime(year, month, 1, tzinfo=zone).utcoffset() for month in range(1, 13)}
+    return (25 if len(offsets) > 1 else 24) * 3_600_000
+
+
+def _check_consistency(settings: Settings) -> None:
+    """Settings that are each fine but contradict each other."""
+    # The `today` window sums the day's intervals, and an interval is published only after its
+    # end plus the grace: the state of a whole local day, its last interval and the grace must
+    # outlive the sweeps, or `today` and late corrections read buckets already deleted.
+    needed = longest_day_ms(settings.zone) + settings.interval_ms + settings.grace_ms
+    if settings.retention_ms < needed:
+        hours = -(-needed // 3_600_000)
+        raise SettingsError(
+            f"STATE_RETENTION_HOURS={settings.state_retention_hours} is shorter than the "
+            f"'today' window needs: a local day in {settings.time_zone} plus an interval "
+            f"(INTERVAL_MINUTES={settings.interval_minutes}) plus the grace "
+            f"(GRACE_SECONDS={settings.grace_seconds}): set it to {hours} or more"
+        )
+    # The queues stage forgets a call's contribution once its facts are past the retention;
+    # a call the calls stage still holds open after that would, on its next event, be counted
+    # again in buckets already swept.
+    if settings.call_ttl_hours >= settings.state_retention_hours:
+        raise SettingsError(
+            f"CALL_TTL_HOURS={settings.call_ttl_hours} must be shorter than "
+            f"STATE_RETENTION_HOURS={settings.state_retention_hours}: the window state would "
+            "forget calls the call table still updates"
+        )

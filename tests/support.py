@@ -58,26 +58,32 @@ def broker_available() -> bool:
 class Record:
     key: bytes | None
     value: bytes | None
-    headers: dict[str, bytes]
+    headers: dict[str, bytes]  # the last value of each name
     partition: int
     offset: int
+    header_list: list[tuple[str, bytes]] = field(default_factory=list)  # all, in order
 
     def json(self) -> Any:
         assert self.value is not None
         return orjson.loads(self.value)
 
 
+Headers = list[tuple[str, bytes]]
+Keyish = bytes | str | None
+Valueish = bytes | str | dict[str, Any] | None
+
+
 def produce(
-    topic: str, records: Iterable[tuple[bytes | str | None, bytes | str | dict[str, Any] | None]]
+    topic: str, records: Iterable[tuple[Keyish, Valueish] | tuple[Keyish, Valueish, Headers]]
 ) -> int:
-    """Produce records and wait until the broker acknowledged every one."""
+    """Produce (key, value[, headers]) records; wait until the broker acknowledged every one."""
 
     async def run() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
         await producer.start()
         try:
             futures = []
-            for key, value in records:
+            for key, value, *rest in records:
                 k = key.encode() if isinstance(key, str) else key
                 if isinstance(value, dict):
                     v: bytes | None = orjson.dumps(value)
@@ -85,7 +91,8 @@ def produce(
                     v = value.encode()
                 else:
                     v = value
-                futures.append(await producer.send(topic, key=k, value=v))
+                headers = rest[0] if rest else None
+                futures.append(await producer.send(topic, key=k, value=v, headers=headers))
             await asyncio.gather(*futures)
             return len(futures)
         finally:
@@ -124,7 +131,12 @@ def consume_all(
                     for m in msgs:
                         out.append(
                             Record(
-                                m.key, m.value, {k: v for k, v in m.headers}, tp.partition, m.offset
+                                m.key,
+                                m.value,
+                                dict(m.headers),
+                                tp.partition,
+                                m.offset,
+                                list(m.headers),
                             )
                         )
                         last_new = time.monotonic()

@@ -16,6 +16,7 @@ PARTITION_TIME_KEY) so a restart does not forget it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,10 @@ class CallsStage:
         max_event_bytes: int,
         retention_ms: int,
         call_ttl_ms: int,
+        admit_queue: Callable[[str], bool] = lambda _: True,
     ) -> None:
         self.store = store
+        self.admit_queue = admit_queue  # the deployment's bound on distinct queues (MAX_QUEUES)
         self.sla = sla
         self.clock = clock
         self.max_event_bytes = max_event_bytes
@@ -102,6 +105,12 @@ class CallsStage:
             return Outcome(reject="invalid_field", detail="this call_id is reserved")
         if key is None or key != event.call_id.encode():
             return Outcome(event=event, rekey=event.call_id)
+        if event.queue is not None and not self.admit_queue(event.queue):
+            return Outcome(
+                event=event,
+                reject="too_many_queues",
+                detail="a new queue beyond MAX_QUEUES distinct queues",
+            )
         self.clock.observe(event.ts, wall_ms)
         newest = self.stream_time(partition)
         if newest is None or event.ts > newest:

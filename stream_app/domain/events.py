@@ -13,6 +13,7 @@ it accepts far more than RFC 3339 (week dates, basic format, no seconds, no offs
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -32,12 +33,18 @@ REJECT_REASONS: frozenset[str] = frozenset(
         "missing_queue",
         "missing_agent",
         "late",  # raised downstream, past the retention of the window state
+        "too_many_queues",  # raised downstream: a new queue beyond MAX_QUEUES
     }
 )
 
 # Sane event times: 1970-01-01T00:00:00Z (inclusive) to 10000-01-01T00:00:00Z (exclusive).
 MIN_TS = 0
 MAX_TS = 253_402_300_800_000
+
+# Names that become Prometheus label values and parts of output keys (`queue|interval_start`).
+MAX_NAME_CHARS = 200
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+KEY_SEPARATOR = "|"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -99,9 +106,9 @@ def parse_event(
         raise Rejected(
             "future_timestamp", f"ts {format_ts(ts)} is {ts - now_ms} ms ahead of the wall clock"
         )
-    queue = _optional_str(obj, "queue")
-    agent_id = _optional_str(obj, "agent_id")
-    tenant = _optional_str(obj, "tenant")
+    queue = _optional_name(obj, "queue")
+    agent_id = _optional_name(obj, "agent_id")
+    tenant = _optional_name(obj, "tenant")
     reason = _optional_str(obj, "reason")
     if queue is None and type_ == "queue_entered":
         raise Rejected("missing_queue", "queue_entered needs a queue")
@@ -126,6 +133,27 @@ def _optional_str(obj: dict[str, object], name: str) -> str | None:
     if type(value) is not str:
         raise Rejected("invalid_field", f"{name} must be a string, got {_quote(value)}")
     return value or None  # an empty string says as much as an absent field
+
+
+def _optional_name(obj: dict[str, object], name: str) -> str | None:
+    """A queue, agent or tenant: at most MAX_NAME_CHARS, no control characters (they would reach
+    Prometheus labels and BI keys); no '|' in a queue or agent, which separates the parts of
+    the `queue-metrics` (and agent) keys, so a name that holds it is rejected, not escaped."""
+    value = _optional_str(obj, name)
+    if value is None:
+        return None
+    if len(value) > MAX_NAME_CHARS:
+        raise Rejected(
+            "invalid_field", f"{name} has {len(value)} characters, more than {MAX_NAME_CHARS}"
+        )
+    if _CONTROL.search(value) is not None:
+        raise Rejected("invalid_field", f"{name} holds a control character: {_quote(value)}")
+    if name != "tenant" and KEY_SEPARATOR in value:
+        raise Rejected(
+            "invalid_field",
+            f"{name} holds '{KEY_SEPARATOR}', the separator of output keys: {_quote(value)}",
+        )
+    return value
 
 
 def parse_ts(value: object) -> int:

@@ -109,7 +109,7 @@ REJECTS: dict[str, bytes | None] = {
 
 
 def test_the_rejects_cover_every_reason_of_parsing() -> None:
-    assert set(REJECTS) == REJECT_REASONS - {"late"}
+    assert set(REJECTS) == REJECT_REASONS - {"late", "too_many_queues"}
 
 
 @pytest.mark.parametrize("reason", sorted(REJECTS))
@@ -126,6 +126,25 @@ def test_a_record_that_does_not_parse_is_rejected_with_its_reason_and_changes_no
     assert store_of(stage).snapshot() == {}
     assert stage.stream_time(0) is None
     assert clock.newest_ts is None
+
+
+def test_a_queue_beyond_the_limit_is_rejected_and_changes_nothing() -> None:
+    admitted: set[str] = {"sales"}
+    stage = CallsStage(
+        DictStore(),
+        SlaConfig(),
+        StreamClock(),
+        max_event_bytes=MAX_BYTES,
+        retention_ms=RETENTION,
+        call_ttl_ms=TTL,
+        admit_queue=lambda queue: queue in admitted,
+    )
+    outcome = process(stage, record("queue_entered", at(0), call="c1", queue="support"))
+    assert outcome.reject == "too_many_queues"
+    assert outcome.detail and outcome.emission is None
+    assert store_of(stage).snapshot() == {}
+    for type_, fields in (("call_started", {}), ("queue_entered", {"queue": "sales"})):
+        assert process(stage, record(type_, at(1), call="c2", **fields)).reject is None
 
 
 def test_a_record_without_a_value_is_invalid_json() -> None:

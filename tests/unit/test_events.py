@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream_app.domain.events import (
+    MAX_NAME_CHARS,
     MAX_TS,
     REJECT_REASONS,
     Rejected,
@@ -420,4 +421,53 @@ def test_reject_reasons_are_the_contract_set() -> None:
         "missing_queue",
         "missing_agent",
         "late",
+        "too_many_queues",
     } == REJECT_REASONS
+
+
+# -- names that reach labels and keys ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["queue", "agent_id", "tenant"])
+@pytest.mark.parametrize(
+    "value", ["a\nb", "\x00", "tab\there", "del\x7f", "c1\x85", "x" * (MAX_NAME_CHARS + 1)]
+)
+def test_a_name_with_a_control_character_or_too_long_is_invalid(name: str, value: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_event(raw(**{name: value}), now_ms=NOW)
+    assert caught.value.reason == "invalid_field"
+    assert name in caught.value.detail
+
+
+@pytest.mark.parametrize("name", ["queue", "agent_id"])
+def test_a_queue_or_agent_holding_the_key_separator_is_invalid(name: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_event(raw(**{name: "sales|2026-03-02T10:00:00Z"}), now_ms=NOW)
+    assert caught.value.reason == "invalid_field"
+    assert "'|'" in caught.value.detail
+
+
+def test_names_at_the_limit_and_with_unicode_or_separators_elsewhere_are_kept() -> None:
+    event = parse_event(
+        raw(queue="q" * MAX_NAME_CHARS, agent_id="Local/2004@from-internal/n", tenant="a|b ☎"),
+        now_ms=NOW,
+    )
+    assert (event.queue, event.agent_id, event.tenant) == (
+        "q" * MAX_NAME_CHARS,
+        "Local/2004@from-internal/n",
+        "a|b ☎",
+    )
+
+
+@given(st.text(max_size=300))
+def test_an_accepted_queue_is_short_and_has_no_control_character(value: str) -> None:
+    try:
+        event = parse_event(raw(queue=value), now_ms=NOW)
+    except Rejected as rejected:
+        assert rejected.reason in ("invalid_field", "invalid_json")
+        return
+    assert event.queue is None or (
+        0 < len(event.queue) <= MAX_NAME_CHARS
+        and "|" not in event.queue
+        and all(not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F) for c in event.queue)
+    )
