@@ -69,7 +69,7 @@ def register(pipeline: Pipeline) -> None:
         queues_table,
         flush_rank=lambda key: 9 if key == POSITION_KEY else QueueStage.flush_rank(key),
     )
-    probe = LogProbe(settings.kafka_bootstrap)
+    probe = LogProbe(settings)
     calls_guard = InputGuard(app, calls_store, topic("call-events"), probe)
     queues_guard = InputGuard(app, queues_store, topic("queue-updates"), probe)
     calls = CallsStage(
