@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests and `make run` use: prometheus (with promtool) and
-# prometheus-alertmanager (with amtool). Installed only where this user may (root with apt-get);
+# prometheus-alertmanager (with amtool), and openssl, which scripts/kafka.sh needs for the TLS
+# listener's certificate. Installed only where this user may (root with apt-get);
 # elsewhere it says what is missing and the tests that need it are skipped with that message
 # (under CI=true they fail instead).
 set -euo pipefail
 missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } \
   || missing+=(prometheus-alertmanager)

@@ -25,6 +25,7 @@ from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
+from stream_app.kafka_clients import client_options
 from stream_app.queue_registry import QueueRegistry
 from stream_app.tables import BufferedStore, create_tables
 
@@ -81,13 +82,13 @@ def register(pipeline: Pipeline) -> None:
         queues_table,
         flush_rank=lambda key: 9 if key == POSITION_KEY else QueueStage.flush_rank(key),
     )
-    probe = LogProbe(settings.kafka_bootstrap)
+    probe = LogProbe(settings)
     calls_guard = InputGuard(app, calls_store, topic("call-events"), probe)
     queues_guard = InputGuard(app, queues_store, topic("queue-updates"), probe)
     registry = QueueRegistry(
         topic("queue-registry"),
         settings.max_queues,
-        {"bootstrap_servers": settings.kafka_bootstrap},
+        client_options(settings),
     )
     calls = CallsStage(
         calls_store,

@@ -12,6 +12,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from stream_app.domain.sla import SlaConfig
+from stream_app.kafka_clients import faust_broker_options
 from stream_app.metrics import FaustRelay, Metrics
 from stream_app.settings import Settings
 
@@ -30,7 +31,7 @@ class Pipeline:
 def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -> Pipeline:
     app = faust.App(
         settings.faust_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        **faust_broker_options(settings),  # broker and credentials (KAFKA_SECURITY_PROTOCOL…)
         store="rocksdb://",  # backed by rocksdict (faust-streaming picks it when installed)
         datadir=str(settings.data_dir),
         web_enabled=True,

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stream_app.kafka_clients import client_options
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     topics follow the partition count their data topic really has.
     """
     catalog = load_catalog(default_partitions=settings.topic_partitions)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         counts = await _partition_counts(admin, [settings.topic(n) for n in catalog])

@@ -34,7 +34,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from stream_app.app import create_app
     from stream_app.catalog import ensure_topics
+    from stream_app.kafka_clients import preflight
 
+    if problem := preflight(settings):
+        return _fail(problem)
     try:
         partitions = asyncio.run(ensure_topics(settings))
     except Exception as exc:
@@ -55,6 +58,7 @@ def cmd_replay_anonymous_bank(args: argparse.Namespace) -> int:
     """Replay the Technion records as contract events, in event-time order."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from stream_app.kafka_clients import preflight
     from stream_app.sources.anonymous_bank import load
     from stream_app.sources.producer import produce_events
 
@@ -75,6 +79,8 @@ def cmd_replay_anonymous_bank(args: argparse.Namespace) -> int:
         reasons[kind] = reasons.get(kind, 0) + 1
         if kind != "phantom":
             print(f"{args.file}:{skip.line}: skipped: {skip.reason}", file=sys.stderr)
+    if problem := preflight(settings):
+        return _fail(problem)
     sent = asyncio.run(produce_events(settings, plan.events, speed=args.speed))
     skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(reasons.items())) or "none"
     print(
@@ -86,11 +92,14 @@ def cmd_replay_anonymous_bank(args: argparse.Namespace) -> int:
 def cmd_topics_create(args: argparse.Namespace) -> int:
     """Create the catalog's missing topics under TOPIC_PREFIX (a worker does it too at start)."""
     from stream_app.catalog import ensure_topics
+    from stream_app.kafka_clients import preflight
 
     try:
         settings = load_settings()
     except SettingsError as exc:
         return _fail(f"bad setting: {exc}")
+    if problem := preflight(settings):
+        return _fail(problem)
     try:
         partitions = asyncio.run(ensure_topics(settings))
     except Exception as exc:

@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from stream_app.domain.positions import POSITION_KEY, Position, Step
+from stream_app.kafka_clients import client_options
+from stream_app.settings import Settings
 from stream_app.tables import BufferedStore
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,8 @@ class LogProbe:
     """Asks the broker which offset really comes first at a position (a consumer of its own,
     outside the group, reading as Faust's consumer does: uncommitted records included)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None
         self.lock = asyncio.Lock()
 
@@ -32,7 +34,7 @@ class LogProbe:
         async with self.lock:
             if self.consumer is None:
                 self.consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
+                    **client_options(self.settings),
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",  # a position the retention deleted: what is left
                 )

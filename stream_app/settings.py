@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -17,6 +18,31 @@ class SettingsError(ValueError):
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]*$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class Secret:
+    """A value that prints as asterisks, so a password reaches no repr, log line or traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +65,21 @@ class Settings:
     max_event_bytes: int = 65536
     max_queues: int = 2000
     faust_metrics: bool = True
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default=Secret(""), repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in {"SSL", "SASL_SSL"}
 
     @property
     def faust_id(self) -> str:
@@ -123,6 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     faust_metrics = env.get("FAUST_METRICS", "").strip().lower() or "true"
     if faust_metrics not in {"true", "false", "1", "0", "yes", "no"}:
         raise SettingsError(f"FAUST_METRICS must be true or false, got {faust_metrics!r}")
+    security = _kafka_security(env)
     settings = Settings(
         kafka_bootstrap=bootstrap,
         app_id=_name(env, "APP_ID", "callcenter-metrics", allow_empty=False),
@@ -142,8 +184,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 65536, 256, 16 * 1024 * 1024),
         max_queues=_int(env, "MAX_QUEUES", 2000, 1, 1_000_000),
         faust_metrics=faust_metrics in {"true", "1", "yes"},
+        **security,
     )
     _check_consistency(settings)
+    if settings.kafka_uses_tls:
+        from stream_app.kafka_clients import ssl_context
+
+        ssl_context(settings)  # a CA, certificate or key that does not load stops here
     return settings
 
 
@@ -177,3 +224,89 @@ def _check_consistency(settings: Settings) -> None:
             f"STATE_RETENTION_HOURS={settings.state_retention_hours}: the window state would "
             "forget calls the call table still updates"
         )
+
+
+class _Security(TypedDict):
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: Secret
+    kafka_ssl_cafile: str
+    kafka_ssl_certfile: str
+    kafka_ssl_keyfile: str
+
+
+def _kafka_security(env: Mapping[str, str]) -> _Security:
+    """The KAFKA_SECURITY_PROTOCOL family, with the settings that contradict it rejected."""
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip().upper() or "PLAINTEXT"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(
+            f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}"
+        )
+    sasl = protocol.startswith("SASL_")
+    tls = protocol in {"SSL", "SASL_SSL"}
+    given = {name for name in _SECURITY_VARIABLES if env.get(name, "").strip()}
+    if not sasl and (stray := sorted(given & _SASL_VARIABLES)):
+        raise SettingsError(
+            f"{stray[0]} is set but KAFKA_SECURITY_PROTOCOL is {protocol}: SASL needs"
+            " SASL_PLAINTEXT or SASL_SSL"
+        )
+    if not tls and (stray := sorted(given & _SSL_VARIABLES)):
+        raise SettingsError(
+            f"{stray[0]} is set but KAFKA_SECURITY_PROTOCOL is {protocol}: TLS needs SSL or SASL_SSL"
+        )
+    mechanism = env.get("KAFKA_SASL_MECHANISM", "").strip().upper() or "PLAIN"
+    if mechanism not in SASL_MECHANISMS:
+        raise SettingsError(
+            f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}"
+        )
+    username = env.get("KAFKA_SASL_USERNAME", "").strip()
+    password = env.get("KAFKA_SASL_PASSWORD", "")
+    password_file = env.get("KAFKA_SASL_PASSWORD_FILE", "").strip()
+    if password and password_file:
+        raise SettingsError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+    if password_file:
+        try:
+            # One trailing line break is the file's, not the password's (as secrets mounts write).
+            password = Path(password_file).read_text(encoding="utf-8").removesuffix("\n")
+            password = password.removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SettingsError(
+                f"KAFKA_SASL_PASSWORD_FILE cannot be read: {password_file!r} ({reason})"
+            ) from None
+        if not password:
+            raise SettingsError(f"KAFKA_SASL_PASSWORD_FILE names an empty file: {password_file!r}")
+    if sasl and not username:
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL {protocol} needs KAFKA_SASL_USERNAME")
+    if sasl and not password:
+        raise SettingsError(
+            f"KAFKA_SECURITY_PROTOCOL {protocol} needs KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE"
+        )
+    files = {name: env.get(name, "").strip() for name in sorted(_SSL_VARIABLES)}
+    for name, path in files.items():
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{name} names a file that does not exist: {path!r}")
+    if bool(files["KAFKA_SSL_CERTFILE"]) != bool(files["KAFKA_SSL_KEYFILE"]):
+        raise SettingsError(
+            "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a client certificate and its key)"
+        )
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": Secret(password),
+        "kafka_ssl_cafile": files["KAFKA_SSL_CAFILE"],
+        "kafka_ssl_certfile": files["KAFKA_SSL_CERTFILE"],
+        "kafka_ssl_keyfile": files["KAFKA_SSL_KEYFILE"],
+    }
+
+
+_SASL_VARIABLES = {
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SASL_PASSWORD_FILE",
+}
+_SSL_VARIABLES = {"KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
+_SECURITY_VARIABLES = _SASL_VARIABLES | _SSL_VARIABLES

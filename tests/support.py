@@ -22,10 +22,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream_app.kafka_clients import client_options
+from stream_app.settings import load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+# The local broker's SASL_SSL listener (scripts/kafka.sh) and the CA of its certificate.
+SASL_BOOTSTRAP = os.environ.get("KAFKA_SASL_BOOTSTRAP", "127.0.0.1:9094")
+BROKER_CA = Path(os.environ.get("KAFKA_RUN_DIR", ROOT / "kafka" / ".run")) / "tls" / "ca.pem"
 STREAM_APP = ROOT / ".venv" / "bin" / "stream-app"
+
+
+def kafka_options() -> dict[str, Any]:
+    """The tests' own clients connect as the project's do (KAFKA_SECURITY_PROTOCOL… honoured)."""
+    return client_options(load_settings({**os.environ, "KAFKA_BOOTSTRAP": BOOTSTRAP}))
 
 
 def unique_prefix(tag: str) -> str:
@@ -41,7 +52,7 @@ def free_port() -> int:
 
 def broker_available() -> bool:
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kafka_options(), request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -79,7 +90,7 @@ def produce(
     """Produce (key, value[, headers]) records; wait until the broker acknowledged every one."""
 
     async def run() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_options(), acks="all", linger_ms=5)
         await producer.start()
         try:
             futures = []
@@ -108,7 +119,7 @@ def consume_all(
 
     async def run() -> list[Record]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest"
+            **kafka_options(), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:
@@ -157,7 +168,7 @@ def describe_topics(names: list[str]) -> dict[str, dict[str, Any]]:
     async def run() -> dict[str, dict[str, Any]]:
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(**kafka_options())
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -181,8 +192,8 @@ def group_lag(group: str, topic: str) -> int:
     """Records of `topic` that consumer group `group` has not committed yet."""
 
     async def run() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(**kafka_options())
+        consumer = AIOKafkaConsumer(**kafka_options())
         await admin.start()
         await consumer.start()
         try:

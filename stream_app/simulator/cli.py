@@ -212,6 +212,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         + ("" if args.dry_run else f", to {settings.topic('call-events')}"),
         file=sys.stderr,
     )
+    if not args.dry_run:
+        from stream_app.kafka_clients import preflight
+
+        if problem := preflight(settings):
+            return _fail(problem)
     try:
         stopped = asyncio.run(_send(settings, sim, summary, run.speed, dry_run=args.dry_run))
     except Exception as exc:

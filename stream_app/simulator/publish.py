@@ -42,9 +42,11 @@ class KafkaSink:
     def __init__(self, settings: Settings) -> None:
         from aiokafka import AIOKafkaProducer
 
+        from stream_app.kafka_clients import client_options
+
         self.topic = settings.topic("call-events")
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             acks="all",
             linger_ms=20,
             max_batch_size=512 * 1024,

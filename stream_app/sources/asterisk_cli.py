@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stream_app.kafka_clients import preflight
 from stream_app.settings import Settings, SettingsError, load_settings
 from stream_app.sources.asterisk import FORMS, Emitted, QueueLogMapper, load, summary
 
@@ -138,6 +139,8 @@ def cmd_replay_asterisk(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {exc.filename or args.files}: {exc.strerror or exc}")
     for skip in plan.skips:
         print(skip, file=sys.stderr)
+    if problem := preflight(settings):
+        return _fail(problem)
     try:
         sent = asyncio.run(produce_events(settings, plan.events, speed=args.speed))
     except KafkaError as exc:
@@ -175,6 +178,8 @@ def cmd_connect_asterisk(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
     state_file = args.state_file or default_state_file(settings, args.file)
+    if problem := preflight(settings):
+        return _fail(problem)
     try:
         return asyncio.run(
             connect(

@@ -12,6 +12,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream_app.domain.events import parse_ts
+from stream_app.kafka_clients import client_options
 from stream_app.settings import Settings
 
 
@@ -51,7 +52,7 @@ async def open_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     """A started producer (acks from all replicas, idempotent), stopped on exit: produce_events
     opens one for a batch of events, a connector keeps one for as long as it sends."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         acks="all",
         linger_ms=20,
         max_batch_size=512 * 1024,
