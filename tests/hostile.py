@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+
 import orjson
 
 from stream_app.domain.events import format_ts
