@@ -198,7 +198,7 @@ def load(path: str | os.PathLike[str], tz: tzinfo = LOCAL_DEFAULT) -> ReplayPlan
     timed: list[tuple[datetime, str, dict[str, object]]] = []
     skipped: list[Skip] = []
     first_seen: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig", newline=None) as lines:
+    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as lines:
         header = lines.readline().rstrip("\n").split("\t")
         missing = [column for column in COLUMNS if column not in header]
         if missing:

@@ -16,7 +16,8 @@ Choices where the log is silent (each has a test):
   lines (same second, same call, same content: a dialplan loop can write one twice), so they
   stay two events, numbered alike on every read.
 - CONNECT gives ``agent_offered`` at ts - ringtime (never before the call's queue entry) and
-  ``call_answered``; without a ringtime (old Asterisk) only the answer.
+  ``call_answered``; without a ringtime (old Asterisk) only the answer. A ring, hold or wait
+  time reaching back before 1970 is garbage: ignored, as if absent.
 - A CONNECT or ABANDON of a call whose ENTERQUEUE was not seen (lost to rotation) rebuilds the
   ``queue_entered`` at ts - holdtime / waittime, as sources.md's cross-check allows: without it
   the answer speed would be 0 and the abandon a short one.
@@ -84,7 +85,7 @@ NO_CALL = frozenset({"", "NONE", "REALTIME", "MANAGER", "CLI"})  # callids namin
 RESTART = "QUEUESTART"
 RECENT_MS = 5000  # how long a line's content is remembered to number identical lines
 SKIP_REASONS = frozenset(
-    {"too_few_fields", "bad_time", "no_event", "no_callid", "no_queue", "bad_header"}
+    {"too_few_fields", "bad_time", "no_event", "no_callid", "no_queue", "bad_header", "bad_csv"}
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,7 +203,10 @@ def _record(ts: int, head: list[str], data: tuple[str, ...]) -> Record:
 
 def _split_csv(text: str) -> list[str]:
     """A CSV row; a row of psql's table output (``a | b | c``, as in Wazo's docs) also works."""
-    fields = next(csv.reader([text]), [])
+    try:
+        fields = next(csv.reader([text]), [])
+    except csv.Error as exc:  # a field over the csv module's size limit, a bare carriage return
+        raise BadLine("bad_csv", f"not a CSV row: {exc}") from None
     if len(fields) < 5 and "|" in text:
         fields = text.split("|")
     return [part.strip() for part in fields]
@@ -376,7 +380,7 @@ class QueueLogMapper:
         def rebuild_entry(held: str) -> int | None:
             """The queue entry of a call first seen at its answer or abandon (sources.md)."""
             held_ms = _seconds_ms(held)
-            if held_ms is None or queue is None:
+            if held_ms is None or queue is None or record.ts - held_ms < MIN_TS:
                 return None
             self.stats.rebuilt_entries += 1
             emit("queue_entered", record.ts - held_ms, queue=queue)
@@ -395,7 +399,8 @@ class QueueLogMapper:
                 offered = record.ts - ring_ms
                 if entered is not None:
                     offered = max(offered, entered)
-                emit("agent_offered", offered, queue=queue, agent_id=agent)
+                if offered >= MIN_TS:
+                    emit("agent_offered", offered, queue=queue, agent_id=agent)
             emit("call_answered", record.ts, queue=queue, agent_id=agent)
             self._open[callid] = _Open(
                 queue or (state.queue if state else ""), True, entered, record.ts
