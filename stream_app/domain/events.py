@@ -14,6 +14,7 @@ it accepts far more than RFC 3339 (week dates, basic format, no seconds, no offs
 from __future__ import annotations
 
 import re
+import reprlib
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -69,8 +70,12 @@ class Rejected(Exception):
         return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
+_SHORT = reprlib.Repr()  # bounded in depth and length: JSON may nest past Python's repr limit
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 200, 200
+
+
 def _quote(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    text = _SHORT.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
