@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+DATASET = ROOT / "data" / "anonymous-bank-1999-02.tsv.xz"  # the Technion month, data/README.md
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 STREAM_APP = ROOT / ".venv" / "bin" / "stream-app"
 
