@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIBLING = "shared"
-# `../shared` in any text; in Python also a path built as `… .parent / "shared"`.
+# The sibling folder named in any text as a relative path, or in Python built from `.parent`.
 OUTSIDE = re.compile(r"\.\./" + SIBLING + r"\b|\.parent\s*/\s*['\"]" + SIBLING + r"['\"]")
 
 
