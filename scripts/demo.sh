@@ -58,8 +58,8 @@ status=0
 wait -n "$replay" "$worker" || status=$?
 if kill -0 "$worker" 2>/dev/null && ! kill -0 "$replay" 2>/dev/null && [ "$status" -eq 0 ]; then
   say "replay done: $(tail -n 1 "$logs/replay.log")"
-  say "the worker drains the backlog in a minute or two (callcenter_stream_time_seconds reaches"
-  say "the end of February); the month's last intervals close only when a later event comes."
+  say "the worker drains the backlog in a few minutes (about 3 on an idle 2-core machine), until"
+  say "callcenter_stream_time_seconds reaches the end of February; the last intervals stay open."
   wait "$worker" || status=$?
   exited worker "$status"
   finish 1
