@@ -196,11 +196,14 @@ def row_events(
 def open_text(path: str | os.PathLike[str]) -> TextIO:
     """The file as text, decompressed when its name ends in ``.xz``, ``.gz`` or ``.bz2``."""
     name = os.fspath(path)
-    opener = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}.get(
-        os.path.splitext(name)[1], open
-    )
-    handle: TextIO = opener(name, "rt", encoding="utf-8-sig", newline=None)
-    return handle
+    suffix = os.path.splitext(name)[1]
+    if suffix == ".xz":
+        return lzma.open(name, "rt", encoding="utf-8-sig", newline=None)
+    if suffix == ".gz":
+        return gzip.open(name, "rt", encoding="utf-8-sig", newline=None)
+    if suffix == ".bz2":
+        return bz2.open(name, "rt", encoding="utf-8-sig", newline=None)
+    return open(name, encoding="utf-8-sig", newline=None)
 
 
 def load(path: str | os.PathLike[str], tz: tzinfo = LOCAL_DEFAULT) -> ReplayPlan:
