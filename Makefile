@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools kafka-up kafka-down test test-unit lint run bench dashboards clean
+.PHONY: install tools kafka-up kafka-down test test-unit lint run demo bench dashboards clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ lint: install
 # (Ctrl-C stops what it started).
 run: install tools kafka-up
 	scripts/run.sh
+
+# A month of a real call center (data/) replayed into a worker; Ctrl-C stops it.
+demo: install kafka-up
+	scripts/demo.sh
 
 # Grafana dashboards are code (grafana/*.py); this rewrites grafana/dashboards/*.json.
 dashboards: install

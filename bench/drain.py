@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/drain.py [--dataset PATH] [--profile]
 
-Pre-produces the real month (../shared/datasets, 175k events) under a fresh TOPIC_PREFIX,
+Pre-produces the real month (data/, 175k events) under a fresh TOPIC_PREFIX,
 then starts `stream-app worker` and measures, from its own /metrics: events per second from the
 first to the last event processed, peak RSS of the worker, and the lag from producing one live
 event to its effect on /metrics. Prints a Markdown table row for bench/RESULTS.md.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stream_app.domain.events import format_ts, parse_ts
 from stream_app.sources.anonymous_bank import load
-from tests.support import ROOT, SHARED, group_lag, make_worker, produce, unique_prefix
+from tests.support import DATASET, ROOT, group_lag, make_worker, produce, unique_prefix
 
 
 def processed(worker_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
@@ -38,9 +38,7 @@ def rss_kib(pid: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--dataset", default=str(SHARED / "datasets" / "anonymous-bank-1999-02.tsv")
-    )
+    parser.add_argument("--dataset", default=str(DATASET))
     parser.add_argument(
         "--profile", action="store_true", help="record a py-spy flame graph of the worker"
     )

@@ -26,13 +26,11 @@ mkdir -p "$logs"
 app="$root/.venv/bin/stream-app"
 python="$root/.venv/bin/python"
 
-say() { echo "run: $*"; }
-die() { echo "run: $*" >&2; exit 1; }
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-answers() { curl -fs -o /dev/null --max-time 2 "$1"; }
+me=run
+# shellcheck source=scripts/processes.sh
+. "$root/scripts/processes.sh"
 
 [ -x "$app" ] || die "$app is missing: run 'make install' (or 'make run', which does)"
-command -v curl >/dev/null 2>&1 || die "curl is required (apt-get install curl)"
 
 # Prometheus and Alertmanager: Debian's packages (`make tools`); upstream binary names work too.
 prometheus=$(command -v prometheus || true)
@@ -42,47 +40,11 @@ alertmanager=$(command -v prometheus-alertmanager || command -v alertmanager || 
 [ -n "$alertmanager" ] \
   || say "prometheus-alertmanager is not installed (Debian package prometheus-alertmanager; 'make tools' installs it where it may): no Alertmanager"
 
-# A port already in use would only show up as a process dying a second later: say it now.
-check_port() {
-  ! port_taken "$2" || die "port $2 ($1) is already in use: stop what uses it or set $1 to another port"
-}
 check_port WEB_PORT "$WEB_PORT"
 [ -z "$prometheus" ] || check_port PROMETHEUS_PORT "$PROMETHEUS_PORT"
 [ -z "$alertmanager" ] || check_port ALERTMANAGER_PORT "$ALERTMANAGER_PORT"
 
-# --- what this script starts, and stopping it ---------------------------------------------------
-names=()
-pids=()
-finished=0
-
-start() { # start NAME COMMAND...: in the background, output to $logs/NAME.log
-  local name=$1
-  shift
-  "$@" >"$logs/$name.log" 2>&1 &
-  names+=("$name")
-  pids+=("$!")
-}
-
-stop_all() { # SIGTERM to everything still running; SIGKILL what is still there after 20 s
-  local i pid
-  deadline=$((SECONDS + 20))
-  # A second Ctrl-C (or SIGTERM) while stopping: kill what is left now.
-  trap 'echo; say "killing what is left"; deadline=0' INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for i in "${!pids[@]}"; do
-    pid=${pids[$i]}
-    while kill -0 "$pid" 2>/dev/null; do
-      if [ $SECONDS -ge $deadline ]; then
-        [ $deadline -eq 0 ] || say "${names[$i]} (pid $pid) did not stop within 20 s: killed"
-        kill -KILL "$pid" 2>/dev/null || true
-        break
-      fi
-      sleep 0.2
-    done
-  done
-  wait 2>/dev/null || true
-}
-
+# --- what this script starts ------------------------------------------------------------------
 simulator_summary() { # the summary the simulator prints when it stops
   local log="$logs/simulator.log"
   [ -f "$log" ] && grep -qE '^[0-9]+ calls: ' "$log" || return 0
@@ -92,36 +54,7 @@ simulator_summary() { # the summary the simulator prints when it stops
   echo
 }
 
-finish() { # finish STATUS
-  [ $finished -eq 1 ] && return
-  finished=1
-  trap - EXIT
-  if [ ${#pids[@]} -gt 0 ]; then
-    stop_all
-    simulator_summary
-    say "stopped (the broker keeps running; 'make kafka-down' stops it)"
-  fi
-  exit "$1"
-}
-trap 'echo; say "stopping: ${names[*]}"; finish 130' INT
-trap 'say "stopping: ${names[*]}"; finish 143' TERM
-trap 'finish $?' EXIT
-
-wait_until() { # wait_until NAME URL SECONDS: until URL answers, or fail if NAME exited
-  local name=$1 url=$2 deadline=$((SECONDS + $3)) i pid=
-  for i in "${!names[@]}"; do
-    if [ "${names[$i]}" = "$name" ]; then pid=${pids[$i]}; fi
-  done
-  until answers "$url"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "run: $name exited during start-up; the end of $logs/$name.log:" >&2
-      tail -n 20 "$logs/$name.log" | sed 's/^/    /' >&2
-      finish 1
-    fi
-    [ $SECONDS -lt $deadline ] || { say "$name did not answer $url within $3 s; see $logs/$name.log" >&2; finish 1; }
-    sleep 0.5
-  done
-}
+after_stop() { simulator_summary; }
 
 # --- Prometheus and Alertmanager --------------------------------------------------------------
 prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
@@ -249,14 +182,4 @@ echo "  Ctrl-C stops all of them (the broker keeps running)."
 echo
 
 # Until Ctrl-C, or until one of them exits.
-status=0
-wait -n "${pids[@]}" || status=$?
-for i in "${!pids[@]}"; do
-  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-    echo "run: ${names[$i]} exited (status $status); the end of $logs/${names[$i]}.log:" >&2
-    tail -n 20 "$logs/${names[$i]}.log" | sed 's/^/    /' >&2
-    say "stopping the rest"
-    break
-  fi
-done
-finish 1
+wait_any

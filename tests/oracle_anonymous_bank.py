@@ -9,6 +9,7 @@ contract's definitions (§2, §3) to the dataset the plainest way: per row, no e
 from __future__ import annotations
 
 import csv
+import lzma
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,7 +69,9 @@ def expected_intervals(
         start = ts - (ts - epoch) % width
         return buckets.setdefault((queue, start), _Interval())
 
-    with open(path, newline="", encoding="utf-8") as handle:
+    # Its own reading, like all of it: the committed month is xz-compressed (data/README.md).
+    opener = lzma.open if os.fspath(path).endswith(".xz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             outcome = row["outcome"]
             if outcome == "PHANTOM":

@@ -26,7 +26,7 @@ from stream_app.kafka_clients import client_options
 from stream_app.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+DATASET = ROOT / "data" / "anonymous-bank-1999-02.tsv.xz"  # the Technion month, data/README.md
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 # The local broker's SASL_SSL listener (scripts/kafka.sh) and the CA of its certificate.
 SASL_BOOTSTRAP = os.environ.get("KAFKA_SASL_BOOTSTRAP", "127.0.0.1:9094")

@@ -1,17 +1,22 @@
 """The Technion "Anonymous Bank" call log (February 1999) as contract §1 events.
 
 Why: a month of a real call center, warts included, is the most honest replay the pipeline
-can get. This module applies the mapping of ``shared/datasets/README.md`` exactly, so the
-engine sees what a PBX connector would have sent for each row, and nothing else.
-The data file is never part of the repository: callers pass its path.
+can get. This module applies the mapping of ``data/README.md`` exactly, so the engine sees
+what a PBX connector would have sent for each row, and nothing else. Callers pass the file's
+path: the month committed as ``data/anonymous-bank-1999-02.tsv.xz``, or any file of the same
+layout, plain or compressed (``.xz``, ``.gz``, ``.bz2``: told by the suffix).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 LOCAL_DEFAULT = ZoneInfo("UTC")  # the README: read the times as UTC unless told otherwise
@@ -188,45 +193,63 @@ def row_events(
     return [event for _, event in _timed_events(row, line, tz)]
 
 
+def open_text(path: str | os.PathLike[str]) -> TextIO:
+    """The file as text, decompressed when its name ends in ``.xz``, ``.gz`` or ``.bz2``; bytes
+    that are not UTF-8 become U+FFFD, so a damaged row is reported, not the whole file."""
+    name = os.fspath(path)
+    suffix = os.path.splitext(name)[1]
+    if suffix == ".xz":
+        return lzma.open(name, "rt", encoding="utf-8-sig", errors="replace", newline=None)
+    if suffix == ".gz":
+        return gzip.open(name, "rt", encoding="utf-8-sig", errors="replace", newline=None)
+    if suffix == ".bz2":
+        return bz2.open(name, "rt", encoding="utf-8-sig", errors="replace", newline=None)
+    return open(name, encoding="utf-8-sig", errors="replace", newline=None)
+
+
 def load(path: str | os.PathLike[str], tz: tzinfo = LOCAL_DEFAULT) -> ReplayPlan:
     """Read the whole file into a replay plan, events sorted by event time.
 
     Times are wall-clock in ``tz`` and come out in UTC. Ties keep file order of the calls,
     then contract §1 order within a call. A bad row becomes a ``Skip``, never an exception;
-    only a file without the expected header raises ``ValueError``.
+    only a file without the expected header, or a damaged compressed file, raises
+    ``ValueError``.
     """
     timed: list[tuple[datetime, str, dict[str, object]]] = []
     skipped: list[Skip] = []
     first_seen: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as lines:
-        header = lines.readline().rstrip("\n").split("\t")
-        missing = [column for column in COLUMNS if column not in header]
-        if missing:
-            raise ValueError(f"{os.fspath(path)}: not the Anonymous Bank layout, no {missing}")
-        for line, text in enumerate(lines, start=2):
-            fields = text.rstrip("\n").split("\t")
-            if len(fields) != len(header):
-                what = f"{len(header)} columns expected, got {len(fields)}"
-                skipped.append(Skip(line, f"malformed: {what}"))
-                continue
-            row = dict(zip(header, fields, strict=True))
-            if row["outcome"].strip() == "PHANTOM":
-                skipped.append(Skip(line, "phantom"))
-                continue
-            try:
-                events = _timed_events(row, line, tz)
-            except MalformedRow as exc:
-                skipped.append(Skip(line, f"malformed: {exc.what}"))
-                continue
-            call_id = str(events[0][1]["call_id"])
-            if call_id in first_seen:
-                # A second row with the same key would collide on event_id and be deduped.
-                skipped.append(
-                    Skip(line, f"duplicate: {call_id} first on line {first_seen[call_id]}")
-                )
-                continue
-            first_seen[call_id] = line
-            timed.extend((instant, call_id, event) for instant, event in events)
+    try:
+        with open_text(path) as lines:
+            header = lines.readline().rstrip("\n").split("\t")
+            missing = [column for column in COLUMNS if column not in header]
+            if missing:
+                raise ValueError(f"{os.fspath(path)}: not the Anonymous Bank layout, no {missing}")
+            for line, text in enumerate(lines, start=2):
+                fields = text.rstrip("\n").split("\t")
+                if len(fields) != len(header):
+                    what = f"{len(header)} columns expected, got {len(fields)}"
+                    skipped.append(Skip(line, f"malformed: {what}"))
+                    continue
+                row = dict(zip(header, fields, strict=True))
+                if row["outcome"].strip() == "PHANTOM":
+                    skipped.append(Skip(line, "phantom"))
+                    continue
+                try:
+                    events = _timed_events(row, line, tz)
+                except MalformedRow as exc:
+                    skipped.append(Skip(line, f"malformed: {exc.what}"))
+                    continue
+                call_id = str(events[0][1]["call_id"])
+                if call_id in first_seen:
+                    # A second row with the same key would collide on event_id and be deduped.
+                    skipped.append(
+                        Skip(line, f"duplicate: {call_id} first on line {first_seen[call_id]}")
+                    )
+                    continue
+                first_seen[call_id] = line
+                timed.extend((instant, call_id, event) for instant, event in events)
+    except (lzma.LZMAError, EOFError) as exc:  # gzip's and bz2's errors are OSError already
+        raise ValueError(f"{os.fspath(path)}: cannot decompress: {exc}") from exc
     timed.sort(key=lambda item: item[0])  # stable: ties keep call then event order
     return ReplayPlan(
         events=[(call_id, event) for _, call_id, event in timed],

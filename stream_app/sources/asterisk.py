@@ -1,7 +1,7 @@
 """Asterisk ``queue_log`` lines as contract §1 events, one line at a time.
 
 Why: Asterisk's app_queue is the most widely deployed open-source ACD, and its queue_log
-already holds every fact the contract needs (``shared/design/sources.md``). A stateful
+already holds every fact the contract needs (``docs/sources.md``). A stateful
 ``QueueLogMapper`` takes lines one by one, so the same code replays a whole file and maps a
 live tail (``follow.py``); the little per-call state it keeps is bounded and can be saved
 with the read position (``snapshot``/``restore``).
@@ -19,7 +19,7 @@ Choices where the log is silent (each has a test):
   ``call_answered``; without a ringtime (old Asterisk) only the answer. A ring, hold or wait
   time reaching back before 1970 is garbage: ignored, as if absent.
 - A CONNECT or ABANDON of a call whose ENTERQUEUE was not seen (lost to rotation) rebuilds the
-  ``queue_entered`` at ts - holdtime / waittime, as sources.md's cross-check allows: without it
+  ``queue_entered`` at ts - holdtime / waittime (both reach back to the entry): without it
   the answer speed would be 0 and the abandon a short one.
 - ABANDON → ``call_abandoned``; EXITWITHTIMEOUT / EXITEMPTY / EXITWITHKEY / WITHDRAW →
   ``queue_left`` (reason timeout / empty / key / withdraw); COMPLETECALLER, COMPLETEAGENT,
@@ -378,7 +378,7 @@ class QueueLogMapper:
             events.append((callid, event))
 
         def rebuild_entry(held: str) -> int | None:
-            """The queue entry of a call first seen at its answer or abandon (sources.md)."""
+            """The queue entry of a call first seen at its answer or abandon (docs/sources.md)."""
             held_ms = _seconds_ms(held)
             if held_ms is None or queue is None or record.ts - held_ms < MIN_TS:
                 return None

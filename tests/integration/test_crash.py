@@ -6,14 +6,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from stream_app.domain.events import parse_ts
 from stream_app.sources.anonymous_bank import load
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
-from tests.support import SHARED, Worker, consume_all, make_worker, unique_prefix
+from tests.support import DATASET, Worker, consume_all, make_worker, unique_prefix
 
-DATASET = SHARED / "datasets" / "anonymous-bank-1999-02.tsv"
 UNTIL_MS = 918_259_200_000  # 1999-02-06T00:00:00Z: five days of the real month
 
 
@@ -80,7 +77,6 @@ def run_clean(
     return result
 
 
-@pytest.mark.skipif(not DATASET.exists(), reason="the dataset lives in ../shared/datasets")
 def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
     tmp_path: Path, workers: list[Worker]
 ) -> None:

@@ -6,13 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
 from tests.oracle_anonymous_bank import expected_intervals
-from tests.support import SHARED, Worker, consume_all, make_worker, same, unique_prefix
+from tests.support import DATASET, Worker, consume_all, make_worker, same, unique_prefix
 
-DATASET = SHARED / "datasets" / "anonymous-bank-1999-02.tsv"
 END_OF_MONTH_MS = 920_332_800_000  # 1999-03-02T00:00:00Z: moves stream time past the last interval
 
 
@@ -42,7 +39,6 @@ def differences(
     return out
 
 
-@pytest.mark.skipif(not DATASET.exists(), reason="the dataset lives in ../shared/datasets")
 def test_the_real_month_matches_independent_figures(tmp_path: Path, workers: list[Worker]) -> None:
     want = expected_intervals(DATASET)
     prefix = unique_prefix("month")

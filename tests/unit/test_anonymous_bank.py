@@ -1,12 +1,16 @@
-"""The Anonymous Bank adapter applies every rule and wart of shared/datasets/README.md.
+"""The Anonymous Bank adapter applies every rule and wart of data/README.md.
 
 Fixtures are tiny TSV files written here, CRLF-terminated like the real file, so each
-mapping rule is pinned by a row built for it; one test reads the real month when present.
+mapping rule is pinned by a row built for it; one test reads the real month (committed).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,12 +26,7 @@ from stream_app.sources.anonymous_bank import (
     row_events,
 )
 
-REAL_FILE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "datasets"
-    / "anonymous-bank-1999-02.tsv"
-)
+REAL_FILE = Path(__file__).resolve().parents[2] / "data" / "anonymous-bank-1999-02.tsv.xz"
 HEADER = (
     "vru+line\tcall_id\tcustomer_id\tpriority\ttype\tdate\tvru_entry\tvru_exit\tvru_time\t"
     "q_start\tq_exit\tq_time\toutcome\tser_start\tser_exit\tser_time\tserver"
@@ -455,13 +454,32 @@ def test_load_never_raises_on_garbage_rows(tmp_path: Path, lines: list[str]) -> 
     assert plan.calls + len(plan.skipped) == 1 + len(lines)
 
 
+@pytest.mark.parametrize(
+    ("suffix", "compress"), [(".xz", lzma.compress), (".gz", gzip.compress), (".bz2", bz2.compress)]
+)
+def test_a_compressed_file_loads_like_the_plain_one(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
+    plain = write(tmp_path, row(), row(call_id="2", outcome="PHANTOM"))
+    packed = tmp_path / f"calls.tsv{suffix}"
+    packed.write_bytes(compress(plain.read_bytes()))
+    assert load(packed) == load(plain)
+    assert load(packed).calls == 1
+
+
+def test_a_damaged_compressed_file_is_a_value_error(tmp_path: Path) -> None:
+    packed = tmp_path / "calls.tsv.xz"
+    packed.write_bytes(lzma.compress(write(tmp_path, row()).read_bytes())[:-20])
+    with pytest.raises(ValueError, match=r"calls\.tsv\.xz: cannot decompress"):
+        load(packed)
+
+
 # --- the real month -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_FILE.exists(), reason="dataset not present at ../shared/datasets")
 def test_the_real_month_loads_completely() -> None:
     plan = load(REAL_FILE)
-    with REAL_FILE.open(newline="") as handle:
+    with lzma.open(REAL_FILE, "rt", newline="") as handle:
         rows = sum(1 for _ in handle) - 1
     reasons = Counter(skip.reason for skip in plan.skipped)
     assert rows == 33_344

@@ -1,4 +1,4 @@
-"""The Asterisk queue_log adapter against the format facts of shared/design/sources.md.
+"""The Asterisk queue_log adapter against the format facts of docs/sources.md.
 
 Fixtures are queue_log lines written here, one per verb of the table, in the file form
 (``epoch|callid|queue|agent|EVENT|data...``) and the realtime form (Wazo's example lines);

@@ -1,22 +1,27 @@
-"""docker-compose.yml and the Dockerfile, without Docker: valid, complete, and wired together."""
+"""docker-compose.yml and the Dockerfile, without Docker: valid, complete, and wired together.
+
+The compose file is validated by check-jsonschema against the Compose Specification schema
+that package ships and keeps current (installed by the pyproject's dev extra), not by a copied
+schema. Docker's own `docker compose config` would be the stricter judge, but the compose
+plugin is not installable here (Debian 12 carries only the retired Python docker-compose 1.29).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from jsonschema import Draft7Validator
 
 from tests.common import tool
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 PROMETHEUS_COMPOSE = ROOT / "prometheus" / "compose" / "prometheus.yml"
@@ -47,16 +52,27 @@ def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def check_compose(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with the Compose Specification schema it ships (a pyproject dev extra)."""
+    command = [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema"]
+    return subprocess.run(
+        [*command, "vendor.compose-spec", str(path)], capture_output=True, text=True, timeout=120
+    )
+
+
 def test_compose_file_matches_the_compose_spec() -> None:
-    path = SCHEMAS / "compose-spec.json"
-    if not path.is_file():
-        pytest.fail(f"schema {path} is missing: the tests read ../shared/schemas beside the repo")
-    validator = Draft7Validator(json.loads(path.read_text()))
-    problems = [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
-        for e in validator.iter_errors(compose())
-    ]
-    assert problems == []
+    result = check_compose(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_check_rejects_a_broken_file(tmp_path: Path) -> None:
+    broken = copy.deepcopy(compose())
+    broken["services"]["worker"]["restart_policy"] = "always"  # belongs under deploy:
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    result = check_compose(path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restart_policy" in result.stdout, result.stdout
 
 
 def test_the_stack_has_every_component() -> None:
