@@ -46,7 +46,7 @@ def test_no_committed_file_reads_or_links_outside_the_repository() -> None:
 def test_the_pattern_finds_both_forms() -> None:
     assert OUTSIDE.search("see [the contract](../" + SIBLING + "/design/contract.md)")
     assert OUTSIDE.search("DATA = ROOT.parent / '" + SIBLING + "' / 'datasets'")
-    assert not OUTSIDE.search("the checks shared with the tests; ../sharedfoo")
+    assert not OUTSIDE.search("the checks shared with the tests; ../" + SIBLING + "foo")
 
 
 def test_markdown_links_point_at_files_that_exist() -> None:
