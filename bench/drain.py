@@ -1,11 +1,12 @@
 """Benchmark: one worker draining a pre-produced backlog on the real broker.
 
-    .venv/bin/python bench/drain.py [--dataset PATH] [--profile]
+    .venv/bin/python bench/drain.py [--dataset PATH] [--days N] [--profile]
 
 Pre-produces the real month (data/, 175k events) under a fresh TOPIC_PREFIX,
 then starts `stream-app worker` and measures, from its own /metrics: events per second from the
 first to the last event processed, peak RSS of the worker, and the lag from producing one live
 event to its effect on /metrics. Prints a Markdown table row for bench/RESULTS.md.
+`bench/compare.py` (make bench) runs the same measurement next to its peers.
 """
 
 from __future__ import annotations
@@ -15,25 +16,79 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_app.domain.events import format_ts, parse_ts
-from stream_app.sources.anonymous_bank import load
-from tests.support import DATASET, ROOT, group_lag, make_worker, produce, unique_prefix
+from bench.harness import cpu_seconds, month_events, peak_rss_kib, pre_produce, processed
+from stream_app.domain.events import format_ts
+from tests.support import DATASET, ROOT, Worker, group_lag, make_worker, produce, unique_prefix
 
 
-def processed(worker_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
-    names = ("callcenter_events_total", "callcenter_events_rejected_total")
-    return sum(v for (name, _), v in worker_metrics.items() if name in names)
+@dataclass
+class Drained:
+    calls_rate: float  # events/s through the calls stage
+    end_to_end_rate: float  # events/s until the queues stage committed everything too
+    peak_rss_kib: int
+    cpu_seconds: float  # the worker's CPU time from its start to the end of the drain
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def drain(worker: Worker, total: int, timeout: float = 1800.0) -> Drained:
+    """Start `worker` (unless started) on the backlog; wait until both stages processed it all."""
+    if worker.proc is None:
+        worker.start()
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    worker.wait_ready(assigned=False)
+    first = last = None
+    seen = 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = processed(worker.metrics())
+        now = time.monotonic()
+        if seen > 0 and first is None:
+            first = now
+        if seen >= total:
+            last = now
+            break
+        time.sleep(1.0 if first is not None else 0.2)
+    assert first is not None and last is not None, f"processed {seen} of {total}"
+    # The queues stage drains after the calls stage (one worker, one core): wait for it too.
+    group = worker.env["TOPIC_PREFIX"] + worker.env["APP_ID"]
+    updates = worker.env["TOPIC_PREFIX"] + "queue-updates"
+    while group_lag(group, updates) > 0 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    settled = time.monotonic()
+    return Drained(
+        calls_rate=total / max(last - first, 1e-9),
+        end_to_end_rate=total / max(settled - first, 1e-9),
+        peak_rss_kib=peak_rss_kib(pid),
+        cpu_seconds=cpu_seconds(pid),
+    )
+
+
+def live_lag(worker: Worker, samples: int = 5) -> float:
+    """On a drained worker: the median time from a live event's acknowledgement to its count."""
+    topic = worker.env["TOPIC_PREFIX"] + "call-events"
+    lags = []
+    for n in range(samples):
+        call_id = f"bench-live-lag-{n}"
+        now_ms = time.time_ns() // 1_000_000
+        before = processed(worker.metrics())
+        event = {
+            "event_id": f"lag:{n}",
+            "call_id": call_id,
+            "type": "call_started",
+            "ts": format_ts(now_ms),
+        }
+        produce(topic, [(call_id, event)])
+        sent = time.monotonic()
+        while processed(worker.metrics()) <= before:
+            time.sleep(0.005)
+        lags.append(time.monotonic() - sent)
+        time.sleep(0.5)
+    return sorted(lags)[len(lags) // 2]
 
 
 def main() -> int:
@@ -47,24 +102,16 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="ccm-bench-"))
     prefix = unique_prefix("bench")
-    plan = load(args.dataset)
-    if args.days is not None:
-        until = 917_827_200_000 + args.days * 86_400_000  # 1999-02-01T00:00Z + N days
-        plan.events = [(k, v) for k, v in plan.events if parse_ts(v["ts"]) < until]
-    total = len(plan.events)
+    events = month_events(args.dataset, args.days)
+    total = len(events)
     print(f"pre-producing {total} events under {prefix!r} …", flush=True)
-    worker = make_worker(tmp, prefix, LOG_LEVEL="warning")
-    # Create the topics with a short-lived worker so the backlog lands in the catalog's partitions.
-    worker.start()
-    worker.wait_ready()
-    worker.stop()
-    produce(prefix + "call-events", plan.events)
+    pre_produce(tmp, prefix, events)
 
     worker = make_worker(tmp, prefix, name="w2", LOG_LEVEL="warning")
-    worker.start()
-    assert worker.proc is not None
     spy = None
     if args.profile:
+        worker.start()  # py-spy attaches before the first record
+        assert worker.proc is not None
         spy = subprocess.Popen(
             [
                 str(ROOT / ".venv/bin/py-spy"),
@@ -77,58 +124,16 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    worker.wait_ready(assigned=False)
-    first = last = None
-    peak = 0
-    seen = 0.0
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline:
-        peak = max(peak, rss_kib(worker.proc.pid))
-        seen = processed(worker.metrics())
-        now = time.monotonic()
-        if seen > 0 and first is None:
-            first = now
-        if seen >= total:
-            last = now
-            break
-        time.sleep(1.0)
-    assert first is not None and last is not None, f"processed {seen} of {total}"
-    rate = total / max(last - first, 1e-9)
-    # The queues stage drains after the calls stage (one worker, one core): wait for it too.
-    group = worker.env["TOPIC_PREFIX"] + worker.env["APP_ID"]
-    while group_lag(group, prefix + "queue-updates") > 0 and time.monotonic() < deadline:
-        peak = max(peak, rss_kib(worker.proc.pid))
-        time.sleep(1.0)
-    settled = time.monotonic()
-    end_to_end = total / max(settled - first, 1e-9)
-
-    # Lag: a live event (now) to its effect on /metrics, on the drained worker; the median of 5.
+    drained = drain(worker, total)
     time.sleep(5)
-    lags = []
-    for n in range(5):
-        call_id = f"bench-live-lag-{n}"
-        now_ms = time.time_ns() // 1_000_000
-        before = processed(worker.metrics())
-        event = {
-            "event_id": f"lag:{n}",
-            "call_id": call_id,
-            "type": "call_started",
-            "ts": format_ts(now_ms),
-        }
-        produce(prefix + "call-events", [(call_id, event)])
-        sent = time.monotonic()
-        while processed(worker.metrics()) <= before:
-            time.sleep(0.005)
-        lags.append(time.monotonic() - sent)
-        time.sleep(0.5)
-    lag = sorted(lags)[len(lags) // 2]
+    lag = live_lag(worker)
     if spy is not None:
         spy.terminate()
         spy.wait()
     worker.stop()
     print(
-        f"| {time.strftime('%Y-%m-%d')} | real month{f', {args.days} days' if args.days else ''}, {total} events | {rate:,.0f} events/s "
-        f"| {end_to_end:,.0f} events/s | {peak / 1024:,.0f} MiB | {lag * 1000:,.0f} ms |"
+        f"| {time.strftime('%Y-%m-%d')} | real month{f', {args.days} days' if args.days else ''}, {total} events | {drained.calls_rate:,.0f} events/s "
+        f"| {drained.end_to_end_rate:,.0f} events/s | {drained.peak_rss_kib / 1024:,.0f} MiB | {lag * 1000:,.0f} ms |"
     )
     if args.profile:
         print(f"profile: {tmp / 'profile.svg'}")
