@@ -46,7 +46,7 @@ FIELDS = (
     "memtable_mib",
     "block_cache_mib",
     "sst_mib",
-    "python_objects",
+    "python_blocks",
 )
 
 
@@ -85,7 +85,7 @@ def sample(pid: int, data_dir: Path, state: dict[str, Any], started: float) -> d
         "memtable_mib": round(total("memtable_bytes"), 1),
         "block_cache_mib": round(total("block_cache_bytes"), 1),
         "sst_mib": round(total("sst_bytes"), 1),
-        "python_objects": state["python_objects"],
+        "python_blocks": state["python_blocks"],
     }
 
 
@@ -136,6 +136,12 @@ def main() -> int:
         "--live-minutes", type=float, default=5, help="with --speed: how long to run live"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=0.5,
+        help="wall seconds between polls (each one scans the tables, pausing the worker)",
+    )
     parser.add_argument("--tag", default="", help="added to the CSV's name")
     parser.add_argument("--timeout", type=float, default=7200, help="wall seconds at most")
     parser.add_argument(
@@ -213,7 +219,7 @@ def main() -> int:
                         break
                 elif sim.poll() is not None and worker.backlog() == 0:
                     break
-                time.sleep(0.2)
+                time.sleep(args.every)
         final = debug_state(worker.port)
         if final is not None:
             row = sample(pid, data_dir, final, started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+import sys
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -123,7 +123,8 @@ def state_report(pipeline: Pipeline) -> dict[str, Any]:
     return {
         "stream_time_s": stream_time,
         "tables": tables,
-        "python_objects": len(gc.get_objects()),
+        # Not gc.get_objects(): it would hand out tuples that the consumer thread is still building.
+        "python_blocks": sys.getallocatedblocks(),
     }
 
 
