@@ -21,6 +21,7 @@ from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.model import Contribution
 from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
+from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
@@ -29,7 +30,7 @@ from stream_app.tables import BufferedStore, create_tables
 if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
-SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition
+SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
 FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
 
 
@@ -118,7 +119,14 @@ def register(pipeline: Pipeline) -> None:
 
     collector = QueueCollector(app, queues, clock, pipeline.sla, topic("queue-updates"))
     metrics.registry.register(collector)
-    swept_at: dict[tuple[str, int], int] = {}
+    # Sweeps by the wall clock and by stream time: a fast replay keeps no more than the retention
+    # plus a stream period (stream_app.domain.sweeps).
+    calls_sweeps = SweepSchedule(
+        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
+    )
+    queues_sweeps = SweepSchedule(
+        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
+    )
 
     # Per queue partition: the stream time each calls partition last reported (records and
     # watermarks). Its minimum bounds what a calls partition can still accept, so sweeps below
@@ -145,13 +153,6 @@ def register(pipeline: Pipeline) -> None:
         if emission.outcome is not None:
             await call_outcomes.send(key=call_id.encode(), value=orjson.dumps(emission.outcome))
 
-    def sweep_due(stage: str, partition: int) -> bool:
-        now = wall_ms()
-        if now - swept_at.get((stage, partition), 0) < SWEEP_EVERY_MS:
-            return False
-        swept_at[(stage, partition)] = now
-        return True
-
     async def calls_tick(partition: int) -> None:
         """Housekeeping of one calls partition, and its stream time to every queue partition."""
         st = calls.stream_time(partition)
@@ -167,7 +168,7 @@ def register(pipeline: Pipeline) -> None:
             watermark = orjson.dumps({"sp": partition, "st": st})
             for target in range(pipeline.partitions[topic("queue-updates")]):
                 await queue_updates.send(key=None, value=watermark, partition=target)
-        if sweep_due("calls", partition):
+        if calls_sweeps.due(partition, st, wall):
             swept = calls.sweep(partition)
             metrics.evicted.inc(swept.evicted)
             for call_id, emission in swept.emissions:
@@ -229,8 +230,10 @@ def register(pipeline: Pipeline) -> None:
             for queue in collector.queues_on(partition):
                 await close(queue, settled)
         sources = source_times.get(partition, {})
-        if len(sources) == calls_partitions and sweep_due("queues", partition):
-            queues.sweep(min(sources.values()))
+        if len(sources) == calls_partitions:
+            low_watermark = min(sources.values())
+            if queues_sweeps.due(partition, low_watermark, wall_ms()):
+                queues.sweep(low_watermark)
 
     async def handle_update(message: Any) -> None:
         partition = message.partition

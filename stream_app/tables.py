@@ -44,6 +44,19 @@ class TableStore:
             yield key.decode(), orjson.loads(value)
 
 
+# RocksDB's options per partition's database (Faust opens one per table and partition, 16 by
+# default). Faust's defaults (a 64 MiB memtable, up to three, and a 2 GiB block cache, each per
+# database) let a worker's memory and write-ahead logs grow for hundreds of MiB before the first
+# memtable is flushed: every write, overwrite and delete of a bucket stays in the memtable until
+# then. Small memtables flush (and compact away overwritten and deleted keys) early, so memory
+# and disk follow the live state, which the retention bounds (bench/RESULTS.md, soak).
+ROCKSDB_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 2 * 2**20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 4 * 2**20,
+}
+
+
 def create_tables(
     app: faust.App, *, calls_partitions: int, queue_partitions: int
 ) -> tuple[TableT[Any, Any], TableT[Any, Any]]:
@@ -51,11 +64,20 @@ def create_tables(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     common: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "schema": raw}
+    # A copy per table: Faust's store pops keys off the options it is given.
     calls = app.Table(
-        "calls", partitions=calls_partitions, help="one state per call, keyed by call_id", **common
+        "calls",
+        partitions=calls_partitions,
+        help="one state per call, keyed by call_id",
+        options=dict(ROCKSDB_OPTIONS),
+        **common,
     )
     queues = app.Table(
-        "queues", partitions=queue_partitions, help="per-queue buckets and contributions", **common
+        "queues",
+        partitions=queue_partitions,
+        help="per-queue buckets and contributions",
+        options=dict(ROCKSDB_OPTIONS),
+        **common,
     )
     return calls, queues
 
