@@ -38,6 +38,7 @@ HOUR_S = 3600
 FIELDS = (
     "wall_s",
     "stream_time",
+    "queues_stream_time",
     "stream_hours",
     "rss_mib",
     "data_dir_mib",
@@ -78,6 +79,9 @@ def sample(pid: int, data_dir: Path, state: dict[str, Any], started: float) -> d
     return {
         "wall_s": round(time.monotonic() - started, 1),
         "stream_time": state["stream_time_s"],
+        # How far the queues stage got (it trails the calls stage in a fast replay): the state
+        # is that of this time. Older workers do not report it: the worker's stream time then.
+        "queues_stream_time": state.get("queues_stream_time_s") or state["stream_time_s"],
         "rss_mib": round(rss_kib(pid) / 1024, 1),
         "data_dir_mib": round(dir_bytes(data_dir) / 2**20, 1),
         "calls_keys": tables.get("calls", {}).get("keys", 0),
@@ -194,9 +198,11 @@ def main() -> int:
                 if state is not None and state["stream_time_s"] > 0:
                     row = sample(pid, data_dir, state, started)
                     if first_stream is None:
-                        first_stream = row["stream_time"]
-                    row["stream_hours"] = round((row["stream_time"] - first_stream) / HOUR_S, 2)
-                    hour = int(row["stream_time"] // HOUR_S)
+                        first_stream = row["queues_stream_time"]
+                    row["stream_hours"] = round(
+                        (row["queues_stream_time"] - first_stream) / HOUR_S, 2
+                    )
+                    hour = int(row["queues_stream_time"] // HOUR_S)
                     if hour != last_hour:
                         last_hour = hour
                         rows.append(row)
@@ -223,7 +229,9 @@ def main() -> int:
         final = debug_state(worker.port)
         if final is not None:
             row = sample(pid, data_dir, final, started)
-            row["stream_hours"] = round((row["stream_time"] - (first_stream or 0)) / HOUR_S, 2)
+            row["stream_hours"] = round(
+                (row["queues_stream_time"] - (first_stream or 0)) / HOUR_S, 2
+            )
             rows.append(row)
             with csv_path.open("a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=FIELDS).writerow(row)

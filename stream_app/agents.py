@@ -132,7 +132,14 @@ def register(pipeline: Pipeline) -> None:
     # watermarks). Its minimum bounds what a calls partition can still accept, so sweeps below
     # it never delete a bucket a record in flight still needs.
     source_times: dict[int, dict[int, int]] = {}
+
+    def queues_stream_time() -> float | None:
+        """How far the queues stage got: the least low watermark of its partitions (seconds)."""
+        lows = [min(s.values()) for s in source_times.values() if len(s) == calls_partitions]
+        return min(lows) / 1000 if lows else None
+
     calls_partitions = pipeline.partitions[topic("call-events")]
+    pipeline.probes["queues_stream_time_s"] = queues_stream_time
     broadcast: dict[
         int, tuple[int, int]
     ] = {}  # per calls partition: (stream time, wall) last announced

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -26,6 +27,8 @@ class Pipeline:
     sla: SlaConfig
     metrics: Metrics
     partitions: dict[str, int]
+    # Figures the stages report on /debug/state (name → how to read it now).
+    probes: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
 
 def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -> Pipeline:
@@ -117,11 +120,12 @@ def state_report(pipeline: Pipeline) -> dict[str, Any]:
         for db in cast(Any, table).data._dbs.values():
             figures["partitions"] += 1
             figures["keys"] += sum(1 for _ in db.keys())  # noqa: SIM118 (an Rdict in raw mode cannot iterate itself)
-            for prop, field in ROCKSDB_PROPERTIES.items():
-                figures[field] += db.property_int_value(prop) or 0
+            for prop, figure in ROCKSDB_PROPERTIES.items():
+                figures[figure] += db.property_int_value(prop) or 0
         tables[name] = figures
     return {
         "stream_time_s": stream_time,
+        **{name: probe() for name, probe in pipeline.probes.items()},
         "tables": tables,
         # Not gc.get_objects(): it would hand out tuples that the consumer thread is still building.
         "python_blocks": sys.getallocatedblocks(),
