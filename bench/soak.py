@@ -63,7 +63,7 @@ def dir_bytes(path: Path) -> int:
 
 def debug_state(port: int) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/debug/state", timeout=30) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/debug/state", timeout=10) as resp:
             state: dict[str, Any] = orjson.loads(resp.read())
             return state
     except OSError:
@@ -151,7 +151,17 @@ def main() -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a worker setting"
     )
+    parser.add_argument(
+        "--summarize", metavar="CSV", help="only print the summary of an earlier run's CSV"
+    )
     args = parser.parse_args()
+    if args.summarize:
+        with open(args.summarize, newline="") as handle:
+            earlier = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        retention = dict(item.split("=", 1) for item in args.env).get("STATE_RETENTION_HOURS")
+        for line in summarize(earlier, float(retention or 48)):
+            print(line)
+        return 0
 
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -175,11 +175,18 @@ def register(pipeline: Pipeline) -> None:
             watermark = orjson.dumps({"sp": partition, "st": st})
             for target in range(pipeline.partitions[topic("queue-updates")]):
                 await queue_updates.send(key=None, value=watermark, partition=target)
-        if calls_sweeps.due(partition, st, wall):
-            swept = calls.sweep(partition)
-            metrics.evicted.inc(swept.evicted)
-            for call_id, emission in swept.emissions:
-                await send_emission(call_id, emission, partition)
+        await sweep_calls(partition)
+
+    async def sweep_calls(partition: int) -> None:
+        """Retention of one calls partition when due, from its ticks and its records: in a
+        fast replay a tick waits behind a full stream buffer while stream time runs on."""
+        st = calls.stream_time(partition)
+        if st is None or not calls_sweeps.due(partition, st, wall_ms()):
+            return
+        swept = calls.sweep(partition)
+        metrics.evicted.inc(swept.evicted)
+        for call_id, emission in swept.emissions:
+            await send_emission(call_id, emission, partition)
 
     async def handle_call_event(message: Any) -> None:
         outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
@@ -215,6 +222,8 @@ def register(pipeline: Pipeline) -> None:
                 await calls_tick(message.partition)
             elif not await calls_guard.process(message, handle_call_event):
                 continue  # dropped unacked: it is delivered again
+            else:
+                await sweep_calls(message.partition)
             await settle("calls", calls_store, calls_guard, event, force=tick)
 
     seen_partitions: set[int] = set()
@@ -236,6 +245,10 @@ def register(pipeline: Pipeline) -> None:
         if settled is not None:
             for queue in collector.queues_on(partition):
                 await close(queue, settled)
+        sweep_queues(partition)
+
+    def sweep_queues(partition: int) -> None:
+        """Retention of one queue partition when due (from its ticks and its records)."""
         sources = source_times.get(partition, {})
         if len(sources) == calls_partitions:
             low_watermark = min(sources.values())
@@ -278,6 +291,8 @@ def register(pipeline: Pipeline) -> None:
                 await queue_tick(partition)
             elif not await queues_guard.process(message, handle_update):
                 continue
+            else:
+                sweep_queues(partition)
             await settle("queues", queues_store, queues_guard, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
