@@ -54,7 +54,7 @@ class TableStore:
 # then. Small memtables flush (and compact away overwritten and deleted keys) early, so memory
 # and disk follow the live state, which the retention bounds (bench/RESULTS.md, soak).
 ROCKSDB_OPTIONS: dict[str, Any] = {
-    "write_buffer_size": 2 * 2**20,
+    "write_buffer_size": 2**20,
     "max_write_buffer_number": 2,
     "block_cache_size": 4 * 2**20,
 }
