@@ -59,7 +59,7 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
     "block_cache_size": 4 * 2**20,
 }
 # RocksDB's own info log (LOG) grows by a statistics dump every 10 minutes and a few lines per
-# flush, never rolled by default: about 10 MiB a day for 16 databases on a live feed, for ever.
+# flush, never rolled by default: about 7 MiB a day for 16 databases on a live feed, for ever.
 LOG_FILE_BYTES = 256 * 2**10
 LOG_FILES_KEPT = 2
 
