@@ -66,12 +66,21 @@ def processed(samples: Samples) -> float:
     return sum(v for (name, _), v in samples.items() if name in names)
 
 
-def peak_rss_kib(pid: int) -> int:
-    """The process's peak resident set so far (VmHWM), not a sample of the current one."""
+def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM), not a sample of the current one."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set now (VmRSS): what a soak samples over time."""
+    return _status_kib(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -22,6 +22,7 @@ from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.model import Contribution
 from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
+from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
 from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
@@ -32,7 +33,7 @@ from stream_app.tables import BufferedStore, create_tables
 if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
-SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition
+SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
 FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
 
 
@@ -137,13 +138,27 @@ def register(pipeline: Pipeline) -> None:
 
     collector = QueueCollector(app, queues, clock, pipeline.sla, topic("queue-updates"))
     metrics.registry.register(collector)
-    swept_at: dict[tuple[str, int], int] = {}
+    # Sweeps by the wall clock and by stream time: a fast replay keeps no more than the retention
+    # plus a stream period (stream_app.domain.sweeps).
+    calls_sweeps = SweepSchedule(
+        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
+    )
+    queues_sweeps = SweepSchedule(
+        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
+    )
 
     # Per queue partition: the stream time each calls partition last reported (records and
     # watermarks). Its minimum bounds what a calls partition can still accept, so sweeps below
     # it never delete a bucket a record in flight still needs.
     source_times: dict[int, dict[int, int]] = {}
+
+    def queues_stream_time() -> float | None:
+        """How far the queues stage got: the least low watermark of its partitions (seconds)."""
+        lows = [min(s.values()) for s in source_times.values() if len(s) == calls_partitions]
+        return min(lows) / 1000 if lows else None
+
     calls_partitions = pipeline.partitions[topic("call-events")]
+    pipeline.probes["queues_stream_time_s"] = queues_stream_time
     broadcast: dict[
         int, tuple[int, int]
     ] = {}  # per calls partition: (stream time, wall) last announced
@@ -164,13 +179,6 @@ def register(pipeline: Pipeline) -> None:
         if emission.outcome is not None:
             await call_outcomes.send(key=call_id.encode(), value=orjson.dumps(emission.outcome))
 
-    def sweep_due(stage: str, partition: int) -> bool:
-        now = wall_ms()
-        if now - swept_at.get((stage, partition), 0) < SWEEP_EVERY_MS:
-            return False
-        swept_at[(stage, partition)] = now
-        return True
-
     async def calls_tick(partition: int) -> None:
         """Housekeeping of one calls partition, and its stream time to every queue partition."""
         st = calls.stream_time(partition)
@@ -186,11 +194,18 @@ def register(pipeline: Pipeline) -> None:
             watermark = orjson.dumps({"sp": partition, "st": st})
             for target in range(pipeline.partitions[topic("queue-updates")]):
                 await queue_updates.send(key=None, value=watermark, partition=target)
-        if sweep_due("calls", partition):
-            swept = calls.sweep(partition)
-            metrics.evicted.inc(swept.evicted)
-            for call_id, emission in swept.emissions:
-                await send_emission(call_id, emission, partition)
+        await sweep_calls(partition)
+
+    async def sweep_calls(partition: int) -> None:
+        """Retention of one calls partition when due, from its ticks and its records: in a
+        fast replay a tick waits behind a full stream buffer while stream time runs on."""
+        st = calls.stream_time(partition)
+        if st is None or not calls_sweeps.due(partition, st, wall_ms()):
+            return
+        swept = calls.sweep(partition)
+        metrics.evicted.inc(swept.evicted)
+        for call_id, emission in swept.emissions:
+            await send_emission(call_id, emission, partition)
 
     async def handle_call_event(message: Any) -> None:
         if not registry.loaded:
@@ -231,6 +246,8 @@ def register(pipeline: Pipeline) -> None:
                 await calls_tick(message.partition)
             elif not await calls_guard.process(message, handle_call_event):
                 continue  # dropped unacked: it is delivered again
+            else:
+                await sweep_calls(message.partition)
             await settle("calls", calls_store, calls_guard, event, force=tick)
 
     seen_partitions: set[int] = set()
@@ -252,9 +269,15 @@ def register(pipeline: Pipeline) -> None:
         if settled is not None:
             for queue in collector.queues_on(partition):
                 await close(queue, settled)
+        sweep_queues(partition)
+
+    def sweep_queues(partition: int) -> None:
+        """Retention of one queue partition when due (from its ticks and its records)."""
         sources = source_times.get(partition, {})
-        if len(sources) == calls_partitions and sweep_due("queues", partition):
-            queues.sweep(min(sources.values()))
+        if len(sources) == calls_partitions:
+            low_watermark = min(sources.values())
+            if queues_sweeps.due(partition, low_watermark, wall_ms()):
+                queues.sweep(low_watermark)
 
     async def handle_update(message: Any) -> None:
         partition = message.partition
@@ -292,6 +315,8 @@ def register(pipeline: Pipeline) -> None:
                 await queue_tick(partition)
             elif not await queues_guard.process(message, handle_update):
                 continue
+            else:
+                sweep_queues(partition)
             await settle("queues", queues_store, queues_guard, event, force=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -26,6 +28,8 @@ class Pipeline:
     sla: SlaConfig
     metrics: Metrics
     partitions: dict[str, int]
+    # Figures the stages report on /debug/state (name → how to read it now).
+    probes: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
 
 def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -> Pipeline:
@@ -99,3 +103,39 @@ def _add_pages(pipeline: Pipeline) -> None:
                 "rebalancing": bool(app.rebalancing),
             }
             return self.json(body)
+
+    @app.page("/debug/state")
+    class State(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            return self.json(state_report(pipeline))
+
+
+def state_report(pipeline: Pipeline) -> dict[str, Any]:
+    """What this worker holds, for the soak benchmark (bench/soak.py): the stream time, each
+    table's keys counted on disk (a full scan of the owned partitions: it blocks the worker for
+    as long, so it is for debugging, not for scraping) and RocksDB's own memory figures."""
+    stream_time = next(iter(pipeline.metrics.stream_time.collect())).samples[0].value
+    tables: dict[str, dict[str, int]] = {}
+    for name, table in pipeline.app.tables.items():
+        figures = dict.fromkeys(("partitions", "keys", *ROCKSDB_PROPERTIES.values()), 0)
+        for db in cast(Any, table).data._dbs.values():
+            figures["partitions"] += 1
+            figures["keys"] += sum(1 for _ in db.keys())  # noqa: SIM118 (an Rdict in raw mode cannot iterate itself)
+            for prop, figure in ROCKSDB_PROPERTIES.items():
+                figures[figure] += db.property_int_value(prop) or 0
+        tables[name] = figures
+    return {
+        "stream_time_s": stream_time,
+        **{name: probe() for name, probe in pipeline.probes.items()},
+        "tables": tables,
+        # Not gc.get_objects(): it would hand out tuples that the consumer thread is still building.
+        "python_blocks": sys.getallocatedblocks(),
+    }
+
+
+ROCKSDB_PROPERTIES = {
+    "rocksdb.cur-size-all-mem-tables": "memtable_bytes",
+    "rocksdb.block-cache-usage": "block_cache_bytes",
+    "rocksdb.estimate-table-readers-mem": "table_readers_bytes",
+    "rocksdb.total-sst-files-size": "sst_bytes",
+}

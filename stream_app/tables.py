@@ -7,6 +7,9 @@ from typing import Any
 
 import faust
 import orjson
+from faust.stores import STORES
+from faust.stores.rocksdb import RocksDBOptions
+from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.streams import current_event
 from faust.types import TableT
 
@@ -44,18 +47,82 @@ class TableStore:
             yield key.decode(), orjson.loads(value)
 
 
+# RocksDB's options per partition's database (Faust opens one per table and partition, 16 by
+# default). Faust's defaults (a 64 MiB memtable, up to three, and a 2 GiB block cache, each per
+# database) let a worker's memory and write-ahead logs grow for hundreds of MiB before the first
+# memtable is flushed: every write, overwrite and delete of a bucket stays in the memtable until
+# then. Small memtables flush (and compact away overwritten and deleted keys) early, so memory
+# and disk follow the live state, which the retention bounds (bench/RESULTS.md, soak).
+ROCKSDB_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 2**20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 4 * 2**20,
+}
+# RocksDB's own info log (LOG) grows by a statistics dump every 10 minutes and a few lines per
+# flush, never rolled by default: about 7 MiB a day for 16 databases on a live feed, for ever.
+LOG_FILE_BYTES = 256 * 2**10
+LOG_FILES_KEPT = 2
+
+
+class BoundedLogOptions(RocksDBOptions):
+    """Faust's RocksDB options, with the info log rolled by size and only a few kept."""
+
+    def as_options(self) -> Any:
+        options = super().as_options()
+        if self.use_rocksdict:
+            options.set_max_log_file_size(LOG_FILE_BYTES)
+            options.set_keep_log_file_num(LOG_FILES_KEPT)
+        return options
+
+
+class RocksDBStore(FaustRocksDBStore):
+    """Faust's RocksDB store (rocksdict), opening its databases with `BoundedLogOptions`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Faust built its options from the table's (what is left once it took its own keys).
+        self.rocksdb_options = BoundedLogOptions(
+            **(self.options or {}), use_rocksdict=self.use_rocksdict
+        )
+
+
+STORE_SCHEME = "ccm-rocksdb"
+STORES.aliases.setdefault(STORE_SCHEME, f"{__name__}:RocksDBStore")
+
+
+def store_url(table: str) -> str:
+    """`ccm-rocksdb:NAME`: the path names the files as Faust's `rocksdb://` does (NAME-P.db in
+    the table directory); a URL without one would be falsy to Faust, which then ignores it."""
+    return f"{STORE_SCHEME}:{table}"
+
+
 def create_tables(
     app: faust.App, *, calls_partitions: int, queue_partitions: int
 ) -> tuple[TableT[Any, Any], TableT[Any, Any]]:
     raw: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    common: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "schema": raw}
+    common: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "schema": raw,
+    }
+    # A copy per table: Faust's store pops keys off the options it is given.
     calls = app.Table(
-        "calls", partitions=calls_partitions, help="one state per call, keyed by call_id", **common
+        "calls",
+        store=store_url("calls"),
+        partitions=calls_partitions,
+        help="one state per call, keyed by call_id",
+        options=dict(ROCKSDB_OPTIONS),
+        **common,
     )
     queues = app.Table(
-        "queues", partitions=queue_partitions, help="per-queue buckets and contributions", **common
+        "queues",
+        store=store_url("queues"),
+        partitions=queue_partitions,
+        help="per-queue buckets and contributions",
+        options=dict(ROCKSDB_OPTIONS),
+        **common,
     )
     return calls, queues
 
