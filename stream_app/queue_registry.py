@@ -84,6 +84,8 @@ class QueueRegistry:
     def take_unsent(self) -> list[str]:
         """The queues admitted here since the last call: the caller writes them to the topic
         (key = the queue) and waits for the broker before it acks the records that named them."""
+        if not self.unsent:  # every event asks; almost none has a new queue
+            return []
         names, self.unsent = self.unsent, []
         return names
 
