@@ -258,7 +258,10 @@ class Scene:
             if last:
                 return last
             time.sleep(0.5)
-        raise AssertionError(f"timed out after {timeout} s: {what} (last: {last!r})\n{self.logs()}")
+        raise AssertionError(
+            f"timed out after {timeout} s: {what} (last: {last!r})\n{self.worker.stacks()}\n"
+            + self.logs()
+        )
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
