@@ -9,7 +9,8 @@ same topic (each job its own process and consumer group):
    (same DATA_DIR and prefix); timed until /metrics serves per-queue figures again, and until
    it serves the same ones as before the kill; then the live lag on the restarted worker;
 3. the same job on Quix Streams (bench/quix_job.py);
-4. the aiokafka ceiling: read + parse + one produced record per event (bench/aiokafka_limit.py).
+4. the aiokafka ceiling: read + parse + one produced record per event (bench/aiokafka_limit.py);
+5. Faust's ceiling: an agent that only counts and acks each record (bench/faust_limit.py).
 Prints a table (events/s, peak RSS, CPU time of each process), the ratios the goals are
 stated in, and rows for bench/RESULTS.md. A shared machine is noisy: compare the ratios.
 """
@@ -85,8 +86,11 @@ def restart(worker: Worker, timeout: float = 300.0) -> tuple[Worker, Restart]:
     return successor, Restart(serving, first, same, len(before))
 
 
-def run_json(args: list[str], log: Path, profile: Path | None = None) -> dict[str, Any]:
-    """Run a bench script as its own process; its last stdout line is its JSON report."""
+def run_json(
+    args: list[str], log: Path, profile: Path | None = None, report: Path | None = None
+) -> dict[str, Any]:
+    """Run a bench script as its own process; its JSON report is its last stdout line (or the
+    `report` file, for a script whose stdout a framework takes over)."""
     with log.open("wb") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
         spy = None
@@ -104,8 +108,9 @@ def run_json(args: list[str], log: Path, profile: Path | None = None) -> dict[st
             spy.wait()
     if proc.returncode != 0:
         raise SystemExit(f"{args[1]} failed ({proc.returncode}); see {log}")
-    report: dict[str, Any] = orjson.loads(out.decode().strip().splitlines()[-1])
-    return report
+    text = report.read_bytes() if report is not None else out.decode().strip().splitlines()[-1]
+    result: dict[str, Any] = orjson.loads(text)
+    return result
 
 
 def published_totals(topic: str) -> dict[str, int]:
@@ -136,16 +141,16 @@ def main() -> int:
     print(f"pre-producing {total} events under {prefix!r} (logs in {tmp}) …", flush=True)
     pre_produce(tmp, prefix, events)
 
-    print("1/4 the project: one worker drains the backlog …", flush=True)
+    print("1/5 the project: one worker drains the backlog …", flush=True)
     worker = make_worker(tmp, prefix, name="worker", LOG_LEVEL="warning")
     project: Drained = drain(worker, total)
     time.sleep(2)  # let the last flush settle before the kill
-    print("2/4 SIGKILL and restart of the worker …", flush=True)
+    print("2/5 SIGKILL and restart of the worker …", flush=True)
     successor, back = restart(worker)
     lag = live_lag(successor)
     successor.stop()
 
-    print("3/4 Quix Streams, the same job …", flush=True)
+    print("3/5 Quix Streams, the same job …", flush=True)
     profile = tmp / "quix-profile.txt" if args.profile_quix else None
     quix = run_json(
         [
@@ -156,13 +161,23 @@ def main() -> int:
         tmp / "quix.log",
         profile,
     )
-    print("4/4 aiokafka: read + parse + produce …", flush=True)
+    print("4/5 aiokafka: read + parse + produce …", flush=True)
     limit = run_json(
         [
             *(sys.executable, str(BENCH / "aiokafka_limit.py"), "--topic", topic),
             *("--out", prefix + "bench-limit", "--expect", str(topic_size(topic))),
         ],
         tmp / "aiokafka.log",
+    )
+    print("5/5 Faust: an agent that only counts and acks …", flush=True)
+    faust_report = tmp / "faust-limit.json"
+    faust_limit = run_json(
+        [
+            *(sys.executable, str(BENCH / "faust_limit.py"), "--topic", topic),
+            *("--expect", str(topic_size(topic)), "--report", str(faust_report)),
+        ],
+        tmp / "faust-limit.log",
+        report=faust_report,
     )
 
     rows = [
@@ -181,6 +196,12 @@ def main() -> int:
             limit["peak_rss_kib"],
             limit["cpu_seconds"],
         ),
+        (
+            "Faust agent, count and ack only",
+            faust_limit["rate"],
+            faust_limit["peak_rss_kib"],
+            faust_limit["cpu_seconds"],
+        ),
     ]
     print(f"\n{workload}, {time.strftime('%Y-%m-%d')}\n")
     print("| job | events/s | peak RSS | CPU time of the process |")
@@ -197,6 +218,11 @@ def main() -> int:
     print(f"project calls stage: {project.calls_rate:,.0f} events/s (goal ≥ 40,000)")
     print(f"project end to end / calls stage: {balance:.2f}x (goal ≥ 0.8x)")
     print(f"project / aiokafka limit: {project.end_to_end_rate / limit['rate']:.3f}x")
+    print(
+        f"Faust's consume path alone / Quix end to end: "
+        f"{faust_limit['rate'] / quix['end_to_end_rate']:.2f}x; "
+        f"project / Faust's consume path: {project.end_to_end_rate / faust_limit['rate']:.2f}x"
+    )
     print(
         f"Quix: {quix['late_dropped']} late records dropped, {quix['deltas']:,} deltas, "
         f"{quix['rejected']} rejected, {quix['duplicates']} duplicates"

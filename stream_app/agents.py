@@ -9,6 +9,7 @@ write tables (faust-streaming #606).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -16,17 +17,19 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 import orjson
 from faust.streams import Stream
+from faust.types import TP
 
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.clock import Announcement, EventClock, SourceTimes
 from stream_app.domain.model import Contribution
 from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
-from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
 from stream_app.kafka_clients import client_options
+from stream_app.outputs import Outputs
 from stream_app.queue_registry import QueueRegistry
 from stream_app.tables import BufferedStore, create_tables
 
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
+REANNOUNCE_EVERY_MS = 5_000  # a calls partition's unchanged clock, told again to the queues stage
 FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
 
 
@@ -66,17 +70,16 @@ def register(pipeline: Pipeline) -> None:
     calls_ticks = app.topic(topic("calls-ticks"), **raw)
     queue_ticks = app.topic(topic("queue-ticks"), **raw)
     queue_updates = app.topic(topic("queue-updates"), **raw)
-    call_outcomes = app.topic(topic("call-outcomes"), **raw)
-    queue_metrics = app.topic(topic("queue-metrics"), **raw)
-    dlq = app.topic(topic("call-events-dlq"), **raw)
-    registry_out = app.topic(topic("queue-registry"), **raw)
+    # Records to other topics go through the worker's own producer, flushed before the state
+    # that relies on them (stream_app.outputs); ticks alone use Faust's.
+    outputs = Outputs(client_options(settings))
 
     calls_table, queues_table = create_tables(
         app,
         calls_partitions=pipeline.partitions[topic("call-events")],
         queue_partitions=pipeline.partitions[topic("queue-updates")],
     )
-    clock = StreamClock()
+    clock = EventClock()  # the worker's: its calls events, and what calls partitions announce
     # A flush ends with the input position, which vouches for everything before it.
     calls_store = BufferedStore(calls_table, flush_rank=lambda key: int(key == POSITION_KEY))
     queues_store = BufferedStore(
@@ -125,7 +128,7 @@ def register(pipeline: Pipeline) -> None:
         held.append(event)
         if force or len(held) >= FLUSH_EVERY:
             epoch = guard.epoch(partition)
-            await app.producer.flush()
+            await outputs.flush()
             if guard.epoch(partition) != epoch:
                 return  # revoked meanwhile: the held records and their effects were dropped
             guard.save(partition)
@@ -136,7 +139,9 @@ def register(pipeline: Pipeline) -> None:
                 record.ack()
             held.clear()
 
-    collector = QueueCollector(app, queues, clock, pipeline.sla, topic("queue-updates"))
+    collector = QueueCollector(
+        app, queues, lambda: stream_now(), pipeline.sla, topic("queue-updates")
+    )
     metrics.registry.register(collector)
     # Sweeps by the wall clock and by stream time: a fast replay keeps no more than the retention
     # plus a stream period (stream_app.domain.sweeps).
@@ -147,53 +152,91 @@ def register(pipeline: Pipeline) -> None:
         wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
     )
 
-    # Per queue partition: the stream time each calls partition last reported (records and
-    # watermarks). Its minimum bounds what a calls partition can still accept, so sweeps below
-    # it never delete a bucket a record in flight still needs.
-    source_times: dict[int, dict[int, int]] = {}
+    # Per queue partition: the clock each calls partition last announced (with its records and
+    # watermarks). Their minimum bounds what a calls partition can still send, so sweeps below
+    # it never delete a bucket a record in flight still needs; a partition still reading a
+    # backlog holds closing back (stream_app.domain.clock).
+    calls_partitions = pipeline.partitions[topic("call-events")]
+    source_times: dict[int, SourceTimes] = {}
 
     def queues_stream_time() -> float | None:
         """How far the queues stage got: the least low watermark of its partitions (seconds)."""
-        lows = [min(s.values()) for s in source_times.values() if len(s) == calls_partitions]
+        lows = [low for t in source_times.values() if (low := t.low_watermark()) is not None]
         return min(lows) / 1000 if lows else None
 
-    calls_partitions = pipeline.partitions[topic("call-events")]
+    def calls_partitions_behind() -> dict[int, list[int]]:
+        """Per queue partition, the calls partitions it last heard were reading a backlog:
+        they hold its closing back (a partition stuck there shows here)."""
+        return {
+            queue_partition: sorted(a.source for a in t.heard.values() if a.behind)
+            for queue_partition, t in sorted(source_times.items())
+        }
+
     pipeline.probes["queues_stream_time_s"] = queues_stream_time
-    broadcast: dict[
-        int, tuple[int, int]
-    ] = {}  # per calls partition: (stream time, wall) last announced
+    pipeline.probes["calls_partitions_behind"] = calls_partitions_behind
+    # per calls partition: (stream time, behind, wall) last announced
+    broadcast: dict[int, tuple[int | None, bool, int]] = {}
+
+    def calls_behind(partition: int, applying: int | None) -> bool:
+        """Whether records of this calls partition wait to be applied (or nothing is known);
+        `applying`: the offset of the record being applied now."""
+        highwater = app.consumer.highwater(TP(call_events.get_topic_name(), partition))
+        following = calls_guard.next_offset(partition) if applying is None else applying + 1
+        return highwater is None or following < highwater
+
+    def calls_time(
+        partition: int, applying: int | None = None
+    ) -> tuple[int | None, int | None, bool]:
+        """What a calls partition announces: its newest event ts, the wall time it saw it, and
+        whether it is behind its input. The queues stage moves these on with the wall clock
+        only while no calls partition is behind."""
+        clock_p = calls.clock_of(partition)
+        return clock_p.newest, clock_p.seen_at, calls_behind(partition, applying)
 
     def stream_now() -> int | None:
-        now = clock.now(wall_ms())
+        """The worker's stream time: it moves with the wall clock only while no calls
+        partition it hears from is reading a backlog."""
+        behind = any(a.behind for t in source_times.values() for a in t.heard.values())
+        now = clock.now(wall_ms(), caught_up=not behind)
         if now is not None:
             metrics.stream_time.set(now / 1000)
         return now
 
-    async def send_emission(call_id: str, emission: Emission, partition: int) -> None:
-        st = calls.stream_time(partition)
+    async def send_emission(
+        call_id: str, emission: Emission, partition: int, applying: int | None = None
+    ) -> None:
+        st, seen_at, behind = calls_time(partition, applying)
         for queue, contribution in emission.contributions.items():
             value = orjson.dumps(
-                {"q": queue, "c": call_id, "x": contribution.to_json(), "sp": partition, "st": st}
+                {
+                    "q": queue,
+                    "c": call_id,
+                    "x": contribution.to_json(),
+                    "sp": partition,
+                    "st": st,
+                    "sa": seen_at,
+                    "b": behind,
+                }
             )
-            await queue_updates.send(key=queue.encode(), value=value)
+            await outputs.send(topic("queue-updates"), value, key=queue.encode())
         if emission.outcome is not None:
-            await call_outcomes.send(key=call_id.encode(), value=orjson.dumps(emission.outcome))
+            await outputs.send(
+                topic("call-outcomes"), orjson.dumps(emission.outcome), key=call_id.encode()
+            )
 
     async def calls_tick(partition: int) -> None:
         """Housekeeping of one calls partition, and its stream time to every queue partition."""
-        st = calls.stream_time(partition)
-        if st is None:
-            return
+        st, seen_at, behind = calls_time(partition)
         calls.save_stream_time(partition)
         last = broadcast.get(partition)
         wall = wall_ms()
-        # Announce a new stream time at once, an unchanged one once a minute (for a queue
-        # partition that moved to a worker which has not heard it yet).
-        if last is None or last[0] != st or wall - last[1] >= SWEEP_EVERY_MS:
-            broadcast[partition] = (st, wall)
-            watermark = orjson.dumps({"sp": partition, "st": st})
+        # Announce a change at once, the same news every few seconds (for a queue partition
+        # that moved to a worker which has not heard it yet: it closes nothing until then).
+        if last is None or last[:2] != (st, behind) or wall - last[2] >= REANNOUNCE_EVERY_MS:
+            broadcast[partition] = (st, behind, wall)
+            watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(pipeline.partitions[topic("queue-updates")]):
-                await queue_updates.send(key=None, value=watermark, partition=target)
+                await outputs.send(topic("queue-updates"), watermark, partition=target)
         await sweep_calls(partition)
 
     async def sweep_calls(partition: int) -> None:
@@ -212,7 +255,8 @@ def register(pipeline: Pipeline) -> None:
             await registry.load()
         outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
         for queue in registry.take_unsent():  # a new queue: known to every worker before the ack
-            await (await registry_out.send(key=queue.encode(), value=b"{}", partition=0))
+            await outputs.send(topic("queue-registry"), b"{}", key=queue.encode(), partition=0)
+            await outputs.flush()
         if outcome.reject is not None:
             metrics.rejected.labels(reason=outcome.reject).inc()
             if outcome.late:
@@ -222,11 +266,16 @@ def register(pipeline: Pipeline) -> None:
                 ("reason", outcome.reject.encode()),
                 ("detail", outcome.detail.encode()[:1000]),
             ]
-            await dlq.send(key=message.key, value=message.value, headers=headers)
+            await outputs.send(
+                topic("call-events-dlq"), message.value, key=message.key, headers=headers
+            )
             return
         if outcome.rekey is not None:
-            await call_events.send(
-                key=outcome.rekey.encode(), value=message.value, headers=message.headers
+            await outputs.send(
+                topic("call-events"),
+                message.value,
+                key=outcome.rekey.encode(),
+                headers=own_headers(message.headers),
             )
             return
         assert outcome.event is not None
@@ -234,7 +283,9 @@ def register(pipeline: Pipeline) -> None:
         if outcome.duplicate:
             metrics.duplicates.inc()
         if outcome.emission is not None:
-            await send_emission(outcome.event.call_id, outcome.emission, message.partition)
+            await send_emission(
+                outcome.event.call_id, outcome.emission, message.partition, message.offset
+            )
 
     @app.agent(events_in, concurrency=1)
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
@@ -255,7 +306,7 @@ def register(pipeline: Pipeline) -> None:
 
     async def close(queue: str, now: int) -> None:
         for key, record in queues.close_due(queue, now):
-            await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
+            await outputs.send(topic("queue-metrics"), orjson.dumps(record), key=key.encode())
 
     async def queue_tick(partition: int) -> None:
         now = stream_now()
@@ -267,25 +318,30 @@ def register(pipeline: Pipeline) -> None:
         settled = settled_at.get(partition)
         settled_at[partition] = now
         if settled is not None:
-            for queue in collector.queues_on(partition):
-                await close(queue, settled)
+            times = source_times.get(partition)
+            closing = None if times is None else times.closing_time(settled)
+            if closing is not None:
+                for queue in collector.queues_on(partition):
+                    await close(queue, closing)
         sweep_queues(partition)
 
     def sweep_queues(partition: int) -> None:
         """Retention of one queue partition when due (from its ticks and its records)."""
-        sources = source_times.get(partition, {})
-        if len(sources) == calls_partitions:
-            low_watermark = min(sources.values())
-            if queues_sweeps.due(partition, low_watermark, wall_ms()):
-                queues.sweep(low_watermark)
+        times = source_times.get(partition)
+        low_watermark = None if times is None else times.low_watermark()
+        if low_watermark is not None and queues_sweeps.due(partition, low_watermark, wall_ms()):
+            queues.sweep(low_watermark)
 
     async def handle_update(message: Any) -> None:
         partition = message.partition
         update = orjson.loads(message.value)
         if update["st"] is not None:
-            clock.observe(update["st"], wall_ms())
-            sources = source_times.setdefault(partition, {})
-            sources[update["sp"]] = max(sources.get(update["sp"], 0), update["st"])
+            clock.observe(update["st"], update.get("sa") or wall_ms())
+        times = source_times.get(partition)
+        if times is None:
+            times = source_times[partition] = SourceTimes(calls_partitions)
+        # version 1 records say nothing of a backlog: they never hold closing back
+        times.hear(Announcement(update["sp"], update["st"], bool(update.get("b"))))
         queue = update.get("q")
         if queue is None:
             return  # a watermark
@@ -308,7 +364,9 @@ def register(pipeline: Pipeline) -> None:
                 for queue in queues.queues():
                     collector.owns(queue, partition)
                 for key, record in queues.published():
-                    await queue_metrics.send(key=key.encode(), value=orjson.dumps(record))
+                    await outputs.send(
+                        topic("queue-metrics"), orjson.dumps(record), key=key.encode()
+                    )
             tick = message.topic != queue_updates.get_topic_name()
             if tick:
                 await queues_guard.retry(partition)
@@ -331,7 +389,11 @@ def register(pipeline: Pipeline) -> None:
                 queues_guard.forget(tp.partition)
                 pending.pop(("queues", tp.partition), None)
                 seen_partitions.discard(tp.partition)
+                for queue in collector.queues_on(tp.partition):  # its new owner exports it now
+                    with contextlib.suppress(KeyError):
+                        metrics.answer_speed.remove(queue)
                 collector.disown(tp.partition)
+                source_times.pop(tp.partition, None)
 
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
         for tp in assigned:

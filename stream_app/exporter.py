@@ -7,8 +7,7 @@ zero calls has no sample at all (never 0).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import faust
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -17,7 +16,6 @@ from prometheus_client.registry import Collector
 from stream_app.domain.figures import Figures
 from stream_app.domain.queues import WINDOWS, QueueStage
 from stream_app.domain.sla import SlaConfig
-from stream_app.domain.windows import StreamClock
 
 # (metric name, help, how to read it from a window's figures)
 WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -94,11 +92,16 @@ def read(figures: Figures, attribute: str) -> float | None:
 
 class QueueCollector(Collector):
     def __init__(
-        self, app: faust.App, stage: QueueStage, clock: StreamClock, sla: SlaConfig, topic: str
+        self,
+        app: faust.App,
+        stage: QueueStage,
+        stream_now: Callable[[], int | None],
+        sla: SlaConfig,
+        topic: str,
     ) -> None:
         self.app = app
         self.stage = stage
-        self.clock = clock
+        self.stream_now = stream_now
         self.sla = sla
         self.topic = topic
         self._partition_of: dict[str, int] = {}
@@ -138,7 +141,7 @@ class QueueCollector(Collector):
         sla_families = {
             attr: GaugeMetricFamily(name, doc, labels=["queue"]) for name, doc, attr in SLA_GAUGES
         }
-        now = self.clock.now(time.time_ns() // 1_000_000)
+        now = self.stream_now()
         if now is not None:
             for queue in self.owned_queues():
                 for window in WINDOWS:

@@ -19,6 +19,12 @@ from stream_app.tables import BufferedStore
 
 log = logging.getLogger(__name__)
 RESEEK_AFTER_S = 2.0  # a rewind still waiting for its records after this is sought again
+PROBE_TIMEOUT_S = 60.0  # a broker that cannot say what comes first in this long stops the worker
+
+
+class ProbeFailed(RuntimeError):
+    """The broker did not say which record comes first at a position: the worker stops rather
+    than guess (a guess could skip records); its successor starts from the stored position."""
 
 
 class LogProbe:
@@ -30,7 +36,9 @@ class LogProbe:
         self.consumer: AIOKafkaConsumer | None = None
         self.lock = asyncio.Lock()
 
-    async def first_offset(self, topic: str, partition: int, start: int) -> int | None:
+    async def first_offset(self, topic: str, partition: int, start: int) -> int:
+        """The first offset at or after `start`. The record in hand lies after it, so the log
+        has one: an empty fetch is a slow broker, asked again, never read as "none"."""
         async with self.lock:
             if self.consumer is None:
                 self.consumer = AIOKafkaConsumer(
@@ -42,9 +50,20 @@ class LogProbe:
             tp = TopicPartition(topic, partition)
             self.consumer.assign([tp])
             self.consumer.seek(tp, start)
-            batch = await self.consumer.getmany(tp, timeout_ms=5000, max_records=1)
-            records = batch.get(tp, [])
-            return int(records[0].offset) if records else None
+            deadline = time.monotonic() + PROBE_TIMEOUT_S
+            while True:
+                batch = await self.consumer.getmany(tp, timeout_ms=5000, max_records=1)
+                records = batch.get(tp, [])
+                if records:
+                    return int(records[0].offset)
+                if time.monotonic() > deadline:
+                    raise ProbeFailed(
+                        f"{topic}[{partition}]: the broker returned no record at or after "
+                        f"offset {start} in {PROBE_TIMEOUT_S:.0f} s"
+                    )
+                log.warning(
+                    "%s[%d]: no answer yet for offset %d; asking again", topic, partition, start
+                )
 
     async def stop(self) -> None:
         if self.consumer is not None:
@@ -88,6 +107,11 @@ class InputGuard:
         if step is Step.REWIND and self.sought_for.get(message.partition) != position.next:
             await self._seek(message.partition, position)  # once; the stale rest is dropped
         return step
+
+    def next_offset(self, partition: int) -> int:
+        """The offset of the partition's next record to apply (inside an agent, on a record of
+        that partition)."""
+        return self._position(partition).next
 
     def epoch(self, partition: int) -> int:
         """Changes whenever the partition is revoked or assigned: a record whose processing

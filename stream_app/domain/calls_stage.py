@@ -10,8 +10,8 @@ input (all duplicates by then) repairs it, and the queues stage is idempotent.
 Lateness is judged by the stream time of the record's own partition: a consumer drains its
 partitions unevenly, so in a fast replay one partition can run days of event time ahead of
 another, and the worker-wide stream time (contract §3, used for closing) would wrongly call
-the slower partition's events late. The partition's stream time is kept in the table (under
-PARTITION_TIME_KEY) so a restart does not forget it.
+the slower partition's events late. The partition's clock (`stream_app.domain.clock`) is kept
+in the table (under PARTITION_TIME_KEY) so a restart does not forget it.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_app.domain.calls import CallState, Emission, evict, plan_emission, resend_all
+from stream_app.domain.clock import EventClock
 from stream_app.domain.events import Rejected, parse_event
 from stream_app.domain.model import Event
 from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
-from stream_app.domain.windows import StreamClock
 
 PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
 RESERVED_PREFIX = "\x00"  # the stage's own keys (stream time, input position), never a call
@@ -47,7 +47,6 @@ class Outcome:
 @dataclass(slots=True)
 class Swept:
     evicted: int = 0
-    tombstoned: int = 0
     deleted: int = 0
     emissions: list[tuple[str, Emission]] = field(default_factory=list)
 
@@ -57,7 +56,7 @@ class CallsStage:
         self,
         store: Store,
         sla: SlaConfig,
-        clock: StreamClock,
+        clock: EventClock,
         *,
         max_event_bytes: int,
         retention_ms: int,
@@ -71,25 +70,31 @@ class CallsStage:
         self.max_event_bytes = max_event_bytes
         self.retention_ms = retention_ms
         self.call_ttl_ms = call_ttl_ms
-        self.partition_time: dict[int, int] = {}
+        self.clocks: dict[int, EventClock] = {}
+
+    def clock_of(self, partition: int) -> EventClock:
+        """The partition's event clock (restored from the table after a restart)."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            stored = self.store.get(PARTITION_TIME_KEY)
+            clock = EventClock() if stored is None else EventClock.from_json(stored)
+            self.clocks[partition] = clock
+        return clock
 
     def stream_time(self, partition: int) -> int | None:
-        """The newest event ts seen on this partition (restored from the table after a restart)."""
-        if partition not in self.partition_time:
-            stored = self.store.get(PARTITION_TIME_KEY)
-            if stored is None:
-                return None
-            self.partition_time[partition] = stored
-        return self.partition_time[partition]
+        """The newest event ts seen on this partition: what lateness and retention count from."""
+        return self.clock_of(partition).newest
 
     def save_stream_time(self, partition: int) -> None:
-        """Persist the partition's stream time (from a tick: cheap, once a second at most)."""
-        value = self.partition_time.get(partition)
-        if value is not None and self.store.get(PARTITION_TIME_KEY) != value:
-            self.store.set(PARTITION_TIME_KEY, value)
+        """Persist the partition's clock (from a tick: cheap, once a second at most)."""
+        clock = self.clocks.get(partition)
+        if clock is not None and clock.newest is not None:
+            value = clock.to_json()
+            if self.store.get(PARTITION_TIME_KEY) != value:
+                self.store.set(PARTITION_TIME_KEY, value)
 
     def forget_partition(self, partition: int) -> None:
-        self.partition_time.pop(partition, None)
+        self.clocks.pop(partition, None)
 
     def short_abandon_ms(self, queue: str | None) -> int:
         return self.sla.for_queue(queue).short_abandon_ms
@@ -112,9 +117,10 @@ class CallsStage:
                 detail="a new queue beyond MAX_QUEUES distinct queues",
             )
         self.clock.observe(event.ts, wall_ms)
-        newest = self.stream_time(partition)
+        clock = self.clock_of(partition)
+        newest = clock.newest
         if newest is None or event.ts > newest:
-            self.partition_time[partition] = event.ts
+            clock.observe(event.ts, wall_ms)
         elif event.ts < newest - self.retention_ms:
             return Outcome(
                 event=event,

@@ -46,11 +46,11 @@ class Position:
             return Step.APPLY  # nothing exists between the position and this record
         return Step.REWIND
 
-    def probed(self, first: int | None, offset: int) -> None:
-        """Record the broker's first offset at or after `next` (None: it has none yet, so the
-        record in hand, which the log holds, is the first)."""
+    def probed(self, first: int, offset: int) -> None:
+        """Record the broker's first offset at or after `next`. The broker always has one: the
+        record in hand is in the log. No answer is never taken for one (the caller fails)."""
         self.first_for = self.next
-        self.first = offset if first is None else min(first, offset)
+        self.first = min(first, offset)
 
     def applied(self, offset: int) -> None:
         self.next = offset + 1

@@ -1,4 +1,5 @@
-"""Two workers share the partitions: each queue is exported by exactly one of them."""
+"""Two workers share the partitions: each queue is exported by exactly one of them, also after
+one of them joined late and took queues over."""
 
 from __future__ import annotations
 
@@ -40,3 +41,42 @@ def test_each_queue_is_exported_by_exactly_one_of_two_workers(
     a, b = wait_for(both, timeout=90, message="every queue exported")
     assert a and b, "both workers own some queues"
     assert not a & b, f"exported twice: {sorted(a & b)}"
+
+
+def histogram_queues(worker: Worker) -> set[str]:
+    return {
+        dict(labels)["queue"]
+        for (name, labels), _ in worker.metrics().items()
+        if name == "callcenter_answer_speed_seconds_count"
+    }
+
+
+def test_a_queue_taken_over_by_a_joining_worker_leaves_the_first_ones_metrics(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    prefix = unique_prefix("join")
+    first = make_worker(tmp_path, prefix, name="w1")
+    workers.append(first.start())
+    first.wait_ready()
+    t0 = past_interval()
+    calls = Calls()
+    for n, queue in enumerate(QUEUES):
+        calls.answered(f"join-{n}", queue, t0 + n * 1000, 5000)
+    send(prefix, calls.events)
+    wait_for(
+        lambda: histogram_queues(first) == set(QUEUES),
+        timeout=90,
+        message="the first worker's answer-speed histogram for every queue",
+    )
+
+    second = make_worker(tmp_path, prefix, name="w2")
+    workers.append(second.start())
+    second.wait_ready()
+
+    def split() -> tuple[set[str], set[str], set[str]] | None:
+        a, b = exported(first), exported(second)
+        return (a, b, histogram_queues(first)) if a and b and a | b == set(QUEUES) else None
+
+    a, b, first_histogram = wait_for(split, timeout=120, message="the queues shared out")
+    assert not a & b, f"exported twice: {sorted(a & b)}"
+    assert first_histogram <= a, f"histogram of queues moved away: {sorted(first_histogram - a)}"

@@ -21,12 +21,12 @@ from stream_app.domain.calls_stage import (
     CallsStage,
     Outcome,
 )
+from stream_app.domain.clock import EventClock
 from stream_app.domain.events import REJECT_REASONS, format_ts
 from stream_app.domain.figures import Figures, interval_key
 from stream_app.domain.model import EMPTY, Contribution
 from stream_app.domain.queues import SEP, QueueStage, Store, WindowConfig
 from stream_app.domain.sla import SlaConfig
-from stream_app.domain.windows import StreamClock
 from tests.unit.dict_store import DictStore, PartitionedStore
 
 S = 1000
@@ -43,11 +43,11 @@ def at(seconds: float) -> int:
     return T0 + round(seconds * S)
 
 
-def make(store: Store | None = None, clock: StreamClock | None = None) -> CallsStage:
+def make(store: Store | None = None, clock: EventClock | None = None) -> CallsStage:
     return CallsStage(
         store if store is not None else DictStore(),
         SlaConfig(),
-        clock if clock is not None else StreamClock(),
+        clock if clock is not None else EventClock(),
         max_event_bytes=MAX_BYTES,
         retention_ms=RETENTION,
         call_ttl_ms=TTL,
@@ -116,7 +116,7 @@ def test_the_rejects_cover_every_reason_of_parsing() -> None:
 def test_a_record_that_does_not_parse_is_rejected_with_its_reason_and_changes_nothing(
     reason: str,
 ) -> None:
-    clock = StreamClock()
+    clock = EventClock()
     stage = make(clock=clock)
     outcome = stage.process(b"c1", REJECTS[reason], WALL, 0)
     assert outcome.reject == reason
@@ -125,7 +125,7 @@ def test_a_record_that_does_not_parse_is_rejected_with_its_reason_and_changes_no
     assert not outcome.late and not outcome.duplicate
     assert store_of(stage).snapshot() == {}
     assert stage.stream_time(0) is None
-    assert clock.newest_ts is None
+    assert clock.newest is None
 
 
 def test_a_queue_beyond_the_limit_is_rejected_and_changes_nothing() -> None:
@@ -133,7 +133,7 @@ def test_a_queue_beyond_the_limit_is_rejected_and_changes_nothing() -> None:
     stage = CallsStage(
         DictStore(),
         SlaConfig(),
-        StreamClock(),
+        EventClock(),
         max_event_bytes=MAX_BYTES,
         retention_ms=RETENTION,
         call_ttl_ms=TTL,
@@ -161,7 +161,7 @@ def test_the_future_is_measured_from_the_wall_clock() -> None:
 
 @pytest.mark.parametrize("key", [None, b"c2", b"", b"C1", b"c1 "])
 def test_a_record_keyed_other_than_by_its_call_id_is_rekeyed_untouched(key: bytes | None) -> None:
-    clock = StreamClock()
+    clock = EventClock()
     stage = make(clock=clock)
     _, value = record("queue_entered", at(10), queue="sales")
     outcome = stage.process(key, value, WALL, 0)
@@ -170,7 +170,7 @@ def test_a_record_keyed_other_than_by_its_call_id_is_rekeyed_untouched(key: byte
     assert (outcome.reject, outcome.emission, outcome.duplicate) == (None, None, False)
     assert store_of(stage).snapshot() == {}
     assert stage.stream_time(0) is None
-    assert clock.newest_ts is None
+    assert clock.newest is None
     # Under its own key the same record is processed.
     assert stage.process(b"c1", value, WALL, 0).emission is not None
 
@@ -196,7 +196,7 @@ def test_an_event_older_than_the_partitions_stream_time_minus_retention_is_late(
 
 
 def test_lateness_is_judged_per_partition() -> None:
-    clock = StreamClock()
+    clock = EventClock()
     stage = make(clock=clock)
     far_ahead = at(10 * 24 * 3600)
     process(stage, record("call_started", far_ahead, call="fast"), partition=0)
@@ -205,7 +205,7 @@ def test_lateness_is_judged_per_partition() -> None:
     assert slow.emission is not None
     assert slow.emission.contributions == {"sales": Contribution(waiting_since=at(0))}
     assert (stage.stream_time(0), stage.stream_time(1)) == (far_ahead, at(0))
-    assert clock.newest_ts == far_ahead  # the worker's stream time is still the newest
+    assert clock.newest == far_ahead  # the worker's stream time is still the newest
     # On partition 0 the same old time is late.
     assert process(stage, record("call_started", at(0), call="x"), partition=0).reject == "late"
 
@@ -225,7 +225,7 @@ def test_the_partition_stream_time_survives_a_restart_once_saved() -> None:
     assert restarted.stream_time(0) == at(3600)
     assert process(restarted, record("call_started", at(3600) - RETENTION - 1, call="old2")).late
     make(store).save_stream_time(0)  # nothing seen: nothing written
-    assert store.get(PARTITION_TIME_KEY) == at(3600)
+    assert EventClock.from_json(store.get(PARTITION_TIME_KEY)).newest == at(3600)
 
 
 def test_forgetting_a_revoked_partition_restores_its_saved_stream_time() -> None:
@@ -335,7 +335,7 @@ def test_a_finished_call_stays_whole_through_the_retention_then_is_forgotten() -
         process(stage, rec)
     ticker.advance_to(ended + RETENTION - 1000)
     swept = stage.sweep(0)
-    assert (swept.tombstoned, swept.evicted, swept.deleted) == (0, 0, 0)
+    assert (swept.evicted, swept.deleted) == (0, 0)
     assert not tombstoned(stage, "c1")
     # A late wrap-up inside the retention still counts: the call is whole.
     late = process(stage, record("wrapup_ended", ended + 1000))
@@ -380,7 +380,7 @@ def test_a_silent_unfinished_call_is_evicted_after_the_ttl_withdrawing_its_waiti
     assert stage.sweep(0).evicted == 0
     ticker.advance_to(at(9) + TTL + 1)
     swept = stage.sweep(0)
-    assert (swept.evicted, swept.tombstoned, swept.deleted) == (2, 0, 0)
+    assert (swept.evicted, swept.deleted) == (2, 0)
     assert dict(swept.emissions) == {
         "w": Emission({"sales": EMPTY}, None),
         "x": Emission({}, None),  # answered, not waiting: its figures stay
@@ -398,12 +398,12 @@ def test_a_silent_unfinished_call_is_evicted_after_the_ttl_withdrawing_its_waiti
 def test_a_sweep_before_any_event_does_nothing_and_skips_the_saved_stream_time() -> None:
     stage = make()
     swept = stage.sweep(0)
-    assert (swept.evicted, swept.tombstoned, swept.deleted, swept.emissions) == (0, 0, 0, [])
+    assert (swept.evicted, swept.deleted, swept.emissions) == (0, 0, [])
     process(stage, record("call_started", at(0)))
     stage.save_stream_time(0)
     process(stage, record("call_started", at(0) + TTL + 1, call="c2"))
     assert stage.sweep(0).evicted == 1
-    assert store_of(stage).get(PARTITION_TIME_KEY) == at(0)
+    assert EventClock.from_json(store_of(stage).get(PARTITION_TIME_KEY)).newest == at(0)
 
 
 @pytest.mark.parametrize("saved_first", [True, False])

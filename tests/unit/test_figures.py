@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import reduce
 
 import orjson
@@ -339,10 +340,25 @@ def test_derived_values_from_real_calls_are_sane(calls: list[Contribution], sla:
 
 @given(a=FIGURES)
 def test_derived_values_never_divide_by_zero(a: Figures) -> None:
-    for name in ("offered", "asa_seconds", "awt_seconds", "aht_seconds", "service_level"):
-        getattr(a, name)
-    a.abandon_rate  # noqa: B018
-    a.longest_wait_seconds  # noqa: B018
+    """Any sums at all (a withdrawal can leave odd ones): a mean or ratio over nothing is
+    absent, never an error, NaN or infinity, and otherwise the quotient its definition says."""
+    quotients = {
+        "asa_seconds": (a.answer_ms_sum / 1000, a.answered),
+        "awt_seconds": (a.queue_wait_ms_sum / 1000, a.answered),
+        "aht_seconds": (a.handle_ms_sum / 1000, a.handled),
+        "service_level": (a.answered_within_threshold, a.offered),
+        "abandon_rate": (a.abandoned - a.short_abandoned, a.offered),
+    }
+    for name, (numerator, denominator) in quotients.items():
+        value = getattr(a, name)
+        if denominator == 0:
+            assert value is None, name
+        else:
+            assert math.isfinite(value) and math.isclose(value, numerator / denominator), name
+    assert a.offered == a.answered + a.abandoned - a.short_abandoned
+    assert a.longest_wait_seconds == (
+        None if a.longest_wait_ms is None else a.longest_wait_ms / 1000
+    )
 
 
 # -- storage form -------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stream_app.domain.calls_stage import CallsStage, Outcome
+from stream_app.domain.clock import EventClock
 from stream_app.domain.events import MAX_TS, MIN_TS, REJECT_REASONS, Rejected, parse_event
 from stream_app.domain.model import TYPE_RANK, Event
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sla import SlaConfig
-from stream_app.domain.windows import StreamClock
 from tests.hostile import (
     HOSTILE_TIMESTAMPS,
     HOSTILE_TOKENS,
@@ -163,7 +163,7 @@ class Pipeline:
     comes back under its call_id), its emissions applied to a queues stage."""
 
     def __init__(self) -> None:
-        self.clock = StreamClock()
+        self.clock = EventClock()
         self.calls = CallsStage(
             DictStore(),
             SlaConfig(),
@@ -203,7 +203,7 @@ class Pipeline:
 
     def finish(self) -> None:
         """What ticks and scrapes do afterwards must not fail on what was let in either."""
-        now = self.clock.newest_ts
+        now = self.clock.newest
         swept = self.calls.sweep(0)
         for call_id, emission in swept.emissions:
             for queue, contribution in emission.contributions.items():

@@ -57,9 +57,9 @@ def test_a_fresh_partition_starts_where_the_log_starts() -> None:
     assert later.step(500) is Step.APPLY
 
 
-def test_an_empty_answer_means_the_record_in_hand_is_the_first() -> None:
+def test_the_broker_answering_with_the_record_in_hand_lets_it_apply() -> None:
     position = Position(next=7)
-    position.probed(first=None, offset=9)
+    position.probed(first=9, offset=9)
     assert position.step(9) is Step.APPLY
 
 
@@ -100,7 +100,9 @@ def test_every_record_is_applied_exactly_once_in_offset_order(
             delivered, fetch = nxt, nxt + 1
         step = position.step(delivered)
         if step is Step.PROBE:
-            position.probed(first_at(log, position.next), delivered)
+            first = first_at(log, position.next)
+            assert first is not None  # the delivered record is in the log, at or after next
+            position.probed(first, delivered)
             step = position.step(delivered)
         if step is Step.APPLY:
             applied.append(delivered)

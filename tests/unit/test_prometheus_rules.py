@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from grafana.queries import PROMETHEUS_METRICS, metric_names
-from stream_app.domain.windows import StreamClock
 from stream_app.exporter import QueueCollector
 from stream_app.metrics import FaustRelay, Metrics
 from tests.common import tool
@@ -141,7 +140,7 @@ def exported_names() -> set[str]:
     families += Metrics.create([20.0]).registry.collect()
     # The per-queue collector builds all its families even before the first event.
     families += QueueCollector(
-        cast(Any, None), cast(Any, None), StreamClock(), cast(Any, None), "queue-updates"
+        cast(Any, None), cast(Any, None), lambda: None, cast(Any, None), "queue-updates"
     ).collect()
     faust_registry = CollectorRegistry(auto_describe=True)
     FaustMetrics.create(faust_registry, "faust")  # as app.py: name_prefix="faust"

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.clock import EventClock
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
-from stream_app.domain.windows import StreamClock
 from tests.unit.dict_store import DictStore
 from tests.unit.test_calls_stage import HOUR, MIN, T0, WALL, record
 
@@ -50,7 +50,7 @@ def replay(hours: int, schedule: SweepSchedule) -> list[tuple[int, int, int]]:
     calls = CallsStage(
         calls_store,
         SlaConfig(),
-        StreamClock(),
+        EventClock(),
         max_event_bytes=4096,
         retention_ms=RETENTION,
         call_ttl_ms=TTL,

@@ -1,0 +1,122 @@
+"""Event time: how far each input partition got, and when an interval may close.
+
+Stream time is the newest event `ts` seen (contract §3). On a live feed an idle queue must still
+close its intervals, so the wall clock moves stream time on, but only where that cannot run
+ahead of records not yet applied: the clock of an input partition advances by the wall time
+elapsed since its newest event was seen while that event was current when seen (a replay of old
+data never moves with the wall clock) and the partition has nothing left to read (a consumer
+lagging behind its input keeps the time of the records it applied, so it never closes an
+interval before the records that belong in it). The idea is bytewax's event clock; its state is
+kept with the stage's state, so a restart resumes it.
+
+The queues stage hears the calls partitions' clocks through their records and watermarks
+(`Announcement`). It closes nothing before it has heard every calls partition, and then only up
+to where each calls partition still reading a backlog has got: a partition drained unevenly
+holds closing back instead of having its records revise published intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LIVE_WINDOW_MS = 300_000  # an event this close to the wall clock is current
+
+
+@dataclass(slots=True)
+class EventClock:
+    """Stream time of one input (a partition, or a worker's view of several)."""
+
+    newest: int | None = None  # the newest event ts seen
+    seen_at: int | None = None  # wall ms when `newest` was seen (None: not known, never live)
+    high: int | None = None  # the largest time `now` returned: never go back
+    live_window_ms: int = LIVE_WINDOW_MS
+
+    def observe(self, ts: int, wall_ms: int) -> None:
+        """An event with this `ts` was applied at wall time `wall_ms`."""
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
+            self.seen_at = wall_ms
+
+    @property
+    def live(self) -> bool:
+        """Whether the newest event was current when it was seen."""
+        return (
+            self.newest is not None
+            and self.seen_at is not None
+            and self.newest >= self.seen_at - self.live_window_ms
+        )
+
+    def now(self, wall_ms: int, *, caught_up: bool) -> int | None:
+        """Stream time at `wall_ms`; None before any event. `caught_up`: nothing is waiting to
+        be read, so the wall time since the newest event is time in which nothing happened."""
+        if self.newest is None:
+            return None
+        current = self.newest
+        if caught_up and self.live and self.seen_at is not None and wall_ms > self.seen_at:
+            current += wall_ms - self.seen_at
+        if self.high is not None and self.high > current:
+            current = self.high
+        self.high = current
+        return current
+
+    def to_json(self) -> list[int | None]:
+        return [self.newest, self.seen_at, self.high]
+
+    @classmethod
+    def from_json(cls, value: Any) -> EventClock:
+        """From `to_json`, or from a bare newest ts (what version 1 stored): its wall time is
+        unknown, so it does not move with the wall clock before the next event."""
+        if isinstance(value, int):
+            return cls(newest=value)
+        newest, seen_at, high = value
+        return cls(newest=newest, seen_at=seen_at, high=high)
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A calls partition's clock as it told the queues stage: its stream time, and whether it
+    was still reading a backlog (then records before that time may still be on their way)."""
+
+    source: int
+    time: int | None  # None: the partition has not seen an event yet
+    behind: bool
+
+
+@dataclass(slots=True)
+class SourceTimes:
+    """What one queues partition heard from each calls partition."""
+
+    sources: int  # how many calls partitions feed it
+    heard: dict[int, Announcement] = field(default_factory=dict)
+
+    def hear(self, announcement: Announcement) -> None:
+        last = self.heard.get(announcement.source)
+        if last is None or last.time is None or (announcement.time or 0) >= last.time:
+            self.heard[announcement.source] = announcement
+        elif announcement.behind != last.behind:  # an older time, newer news about the backlog
+            self.heard[announcement.source] = Announcement(
+                last.source, last.time, announcement.behind
+            )
+
+    @property
+    def complete(self) -> bool:
+        return len(self.heard) == self.sources
+
+    def low_watermark(self) -> int | None:
+        """The oldest time of any calls partition: none of them can still send a record for
+        a bucket older than this minus its lateness bound (None until all have seen events)."""
+        times = [a.time for a in self.heard.values()]
+        if not self.complete or None in times:
+            return None
+        return min(t for t in times if t is not None)
+
+    def closing_time(self, stream_now: int) -> int | None:
+        """How far intervals may close: the worker's stream time, held back by every calls
+        partition that is still reading a backlog (None: nothing may close yet)."""
+        if not self.complete:
+            return None
+        behind = [a.time for a in self.heard.values() if a.behind]
+        if None in behind:
+            return None
+        return min([stream_now, *(t for t in behind if t is not None)])
