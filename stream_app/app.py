@@ -70,6 +70,9 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         broker_commit_every=100_000,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_linger_ms=20,
+        # A topic the broker did not show yet when the group formed (Faust creates its
+        # changelogs just before joining) is noticed, and assigned, within 30 s, not 5 minutes.
+        consumer_metadata_max_age_ms=30_000,
         autodiscover=False,
     )
     thresholds = [sla.default.service_level_seconds] + [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +81,36 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
                 if type(exc).__name__ != "TopicAlreadyExistsError":
                     raise
             counts[full] = partitions
+        await _until_visible(admin, sorted(counts))
         return counts
     finally:
         await admin.close()
+
+
+VISIBLE_WITHIN_S = 30.0
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Wait until the broker describes every topic with a leader for each partition: a worker
+    that joins its group before then is assigned nothing of a topic the broker does not show
+    yet (seen on a loaded machine right after creating them)."""
+    deadline = time.monotonic() + VISIBLE_WITHIN_S
+    while True:
+        described = await admin.describe_topics(names)
+        missing = [
+            d["topic"]
+            for d in described
+            if d.get("error_code")
+            or not d["partitions"]
+            or any(p["leader"] < 0 for p in d["partitions"])
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"topics not visible on the broker after {VISIBLE_WITHIN_S:.0f} s: {missing}"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
