@@ -13,7 +13,6 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from stream_app.buffers import ResumingQueue
 from stream_app.domain.sla import SlaConfig
 from stream_app.kafka_clients import faust_broker_options
 from stream_app.metrics import FaustRelay, Metrics
@@ -33,19 +32,8 @@ class Pipeline:
     probes: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
 
-class App(faust.App):
-    """Faust's app, with stream buffers that resume paused partitions (stream_app.buffers)."""
-
-    def FlowControlQueue(
-        self, maxsize: int | None = None, *, clear_on_resume: bool = False
-    ) -> ResumingQueue:
-        return ResumingQueue(
-            maxsize=maxsize or 0, flow_control=self.flow_control, clear_on_resume=clear_on_resume
-        )
-
-
 def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -> Pipeline:
-    app = App(
+    app = faust.App(
         settings.faust_id,
         **faust_broker_options(settings),  # broker and credentials (KAFKA_SECURITY_PROTOCOL…)
         store="rocksdb://",  # backed by rocksdict (faust-streaming picks it when installed)
