@@ -8,7 +8,6 @@ write tables (faust-streaming #606).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -129,9 +128,7 @@ def register(pipeline: Pipeline) -> None:
             if guard.epoch(partition) != epoch:
                 return  # revoked meanwhile: the held records and their effects were dropped
             guard.save(partition)
-            sends = store.flush()
-            if sends:
-                await asyncio.gather(*sends)
+            await store.flush()  # changelog acknowledged, then the local store
             for record in held:
                 record.ack()
             held.clear()
