@@ -78,9 +78,7 @@ def judge(
         return drop(f"marked offset {mark.offset} is before the changelog's start ({first})")
     if record is None or record.offset != mark.offset:
         return drop(f"the changelog no longer holds the record at offset {mark.offset}")
-    found = ChangelogMark.of(
-        store.changelog, record.offset, record.timestamp, record.key or b"", record.value
-    )
+    found = ChangelogMark.of(store.changelog, record.offset, record.key or b"", record.value)
     if found != mark:
         return drop(f"the record at offset {mark.offset} is not the one the store holds")
     return Verdict(store, True, f"holds the changelog up to offset {mark.offset}")

@@ -94,39 +94,27 @@ class SentRecord(Protocol):
     @property
     def offset(self) -> int: ...
 
-    @property
-    def timestamp(self) -> int | None: ...
-
 
 ChangelogSend = Callable[[int, bytes, bytes | None], Awaitable[SentRecord]]
 
 
 @dataclass(frozen=True, slots=True)
 class ChangelogMark:
-    """The changelog record a partition's store holds everything up to: its topic, offset,
-    timestamp (ms) and a digest of its key and value. A record at that offset that differs is
-    another log (the topic was deleted and created again), not the one the store came from."""
+    """The changelog record a partition's store holds everything up to: its topic, offset and
+    a digest of its key and value. A record at that offset that differs is another log (the
+    topic was deleted and created again), not the one the store came from. (Not its timestamp:
+    the producer's acknowledgement can report another one than the broker keeps.)"""
 
     topic: str
     offset: int
-    timestamp: int | None
     digest: str
 
     @staticmethod
-    def of(
-        topic: str, offset: int, timestamp: int | None, key: bytes, value: bytes | None
-    ) -> ChangelogMark:
-        return ChangelogMark(topic, offset, timestamp, record_digest(key, value))
+    def of(topic: str, offset: int, key: bytes, value: bytes | None) -> ChangelogMark:
+        return ChangelogMark(topic, offset, record_digest(key, value))
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "topic": self.topic,
-                "offset": self.offset,
-                "timestamp": self.timestamp,
-                "digest": self.digest,
-            }
-        )
+        return orjson.dumps({"topic": self.topic, "offset": self.offset, "digest": self.digest})
 
     @staticmethod
     def decode(raw: bytes | None) -> ChangelogMark | None:
@@ -134,12 +122,7 @@ class ChangelogMark:
             return None
         try:
             fields = orjson.loads(raw)
-            return ChangelogMark(
-                str(fields["topic"]),
-                int(fields["offset"]),
-                fields["timestamp"],
-                str(fields["digest"]),
-            )
+            return ChangelogMark(str(fields["topic"]), int(fields["offset"]), str(fields["digest"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
@@ -204,9 +187,7 @@ class RocksDBStore(FaustRocksDBStore):
             )
             return
         key, value = records[last]
-        mark = ChangelogMark.of(
-            self.changelog_topic, sent[last].offset, sent[last].timestamp, key, value
-        )
+        mark = ChangelogMark.of(self.changelog_topic, sent[last].offset, key, value)
         self._write(db, records, mark)
 
     def _write(
@@ -241,9 +222,8 @@ class RocksDBStore(FaustRocksDBStore):
             records.setdefault(message.partition, []).append((key, message.value))
             mark = marks.get(message.partition)
             if mark is None or message.offset > mark.offset:
-                timestamp = None if message.timestamp is None else round(message.timestamp * 1000)
                 marks[message.partition] = ChangelogMark.of(
-                    message.topic, message.offset, timestamp, key, message.value
+                    message.topic, message.offset, key, message.value
                 )
         for partition, partition_records in records.items():
             self._write(self._db_for_partition(partition), partition_records, marks[partition])

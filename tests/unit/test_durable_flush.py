@@ -38,7 +38,6 @@ PARTITION = 1
 @dataclass(frozen=True)
 class Sent:
     offset: int
-    timestamp: int | None
 
 
 class Failed(Exception):
@@ -63,7 +62,7 @@ class Changelog:
         else:
             self.records.append((key, value))
             offset = len(self.records) - 1
-            future.set_result(Sent(offset, timestamp(offset)))
+            future.set_result(Sent(offset))
         self.step += 1
         return future
 
@@ -144,18 +143,18 @@ def test_a_flush_reaches_the_local_store_only_once_the_changelog_acknowledged_it
         await asyncio.sleep(0.01)
         assert len(pending) == len(FIRST)
         for offset, future in enumerate(pending[:-1]):
-            future.set_result(Sent(offset, timestamp(offset)))
+            future.set_result(Sent(offset))
         await asyncio.sleep(0.01)
         assert contents(store) == {}  # one acknowledgement missing: nothing written
         assert store.persisted_offset(faust.types.TP(table.changelog_topic_name, PARTITION)) is None
-        pending[-1].set_result(Sent(2, timestamp(2)))
+        pending[-1].set_result(Sent(2))
         await flush
 
     asyncio.run(run())
     assert contents(store) == {key: value for key, value in FIRST if value is not None}
     assert store.persisted_offset(faust.types.TP(table.changelog_topic_name, PARTITION)) == 2
     assert store.changelog_mark(PARTITION) == ChangelogMark.of(
-        table.changelog_topic_name, 2, timestamp(2), *FIRST[-1]
+        table.changelog_topic_name, 2, *FIRST[-1]
     )
 
 
@@ -204,9 +203,7 @@ def test_a_kill_anywhere_in_a_flush_restores_to_the_state_of_the_whole_changelog
     last = len(changelog.records) - 1
     assert store.persisted_offset(faust.types.TP(changelog.topic, PARTITION)) == last
     key, value = changelog.records[last]
-    assert store.changelog_mark(PARTITION) == ChangelogMark.of(
-        changelog.topic, last, timestamp(last), key, value
-    )
+    assert store.changelog_mark(PARTITION) == ChangelogMark.of(changelog.topic, last, key, value)
 
 
 def test_a_partition_revoked_during_a_flush_is_left_to_recovery(tmp_path: Path) -> None:
