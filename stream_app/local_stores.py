@@ -30,6 +30,7 @@ from stream_app.settings import Settings
 from stream_app.tables import MARK_KEY, ChangelogMark, RocksDBStore
 
 log = logging.getLogger(__name__)
+EMPTY = "empty"
 FETCH_TIMEOUT_S = 10.0  # for the marked records; one not read by then is not trusted
 
 
@@ -42,6 +43,7 @@ class LocalStore:
     partition: int
     mark: ChangelogMark | None
     persisted_offset: int | None
+    empty: bool = False  # no key at all: opened once, never written
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ def judge(
     def drop(reason: str) -> Verdict:
         return Verdict(store, False, reason)
 
+    if mark is None and store.empty:
+        return drop(EMPTY)
     if mark is None:
         return drop("no changelog mark (never flushed, or written by an older version)")
     if mark.topic != store.changelog:
@@ -97,10 +101,11 @@ def read_local_stores(stores: Iterable[RocksDBStore]) -> list[LocalStore]:
             try:
                 raw_offset = db.get(store.offset_key)
                 mark = ChangelogMark.decode(db.get(MARK_KEY))
+                empty = next(iter(db.keys()), None) is None
             finally:
                 db.close()
             offset = None if raw_offset is None else int(raw_offset)
-            found.append(LocalStore(path, changelog, partition, mark, offset))
+            found.append(LocalStore(path, changelog, partition, mark, offset, empty))
     return found
 
 
@@ -169,6 +174,8 @@ def keep_trusted_stores(settings: Settings, tables: Iterable[Any]) -> list[Verdi
         where = f"{verdict.store.changelog}[{verdict.store.partition}]"
         if verdict.kept:
             log.info("local store %s kept: %s", where, verdict.reason)
+        elif verdict.reason == EMPTY:
+            log.info("local store %s deleted: %s", where, verdict.reason)
         else:
             log.warning(
                 "local store %s deleted, restored from the changelog: %s", where, verdict.reason

@@ -36,6 +36,7 @@ def test_a_store_whose_changelog_holds_its_last_record_is_kept() -> None:
     ("local", "log_range", "found", "why"),
     [
         (store(mark=None, persisted=None), (0, 60), None, "no changelog mark"),
+        (LocalStore(Path("/nowhere"), TOPIC, 3, None, None, empty=True), None, None, "empty"),
         (store(mark=None), (0, 60), None, "no changelog mark"),  # an older version's store
         (
             store(ChangelogMark.of("old-ccm-calls-changelog", 41, KEY, VALUE)),
