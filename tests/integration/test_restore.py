@@ -222,6 +222,7 @@ def test_a_partition_back_from_another_worker_is_brought_up_to_date_from_its_off
 
     second = make_worker(tmp_path, prefix, name="w2")
     workers.append(second.start())
+    second.wait_ready(assigned=False)
 
     def split() -> tuple[set[str], set[str]] | None:
         a, b = set(answered_1h(first)), set(answered_1h(second))
