@@ -189,6 +189,9 @@ class RocksDBStore(FaustRocksDBStore):
         key, value = records[last]
         mark = ChangelogMark.of(self.changelog_topic, sent[last].offset, key, value)
         self._write(db, records, mark)
+        for key, value in records:  # reads outside an agent (scrapes) find the partition at once
+            if value is not None:
+                self._key_index[key] = partition
 
     def _write(
         self, db: Any, records: Iterable[tuple[bytes, bytes | None]], mark: ChangelogMark
