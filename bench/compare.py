@@ -1,6 +1,6 @@
 """Benchmark: the project next to its peers on one pre-produced input (`make bench`).
 
-    .venv/bin/python bench/compare.py [--dataset PATH] [--days N] [--profile-quix]
+    .venv/bin/python bench/compare.py [--dataset PATH] [--days N] [--profile-quix] [--restart-only]
 
 Pre-produces the real month once under a fresh TOPIC_PREFIX, then, one after the other on the
 same topic (each job its own process and consumer group):
@@ -11,6 +11,7 @@ same topic (each job its own process and consumer group):
 3. the same job on Quix Streams (bench/quix_job.py);
 4. the aiokafka ceiling: read + parse + one produced record per event (bench/aiokafka_limit.py);
 5. Faust's ceiling: an agent that only counts and acks each record (bench/faust_limit.py).
+`--restart-only` stops after step 2.
 Prints a table (events/s, peak RSS, CPU time of each process), the ratios the goals are
 stated in, and rows for bench/RESULTS.md. A shared machine is noisy: compare the ratios.
 """
@@ -86,6 +87,17 @@ def restart(worker: Worker, timeout: float = 300.0) -> tuple[Worker, Restart]:
     return successor, Restart(serving, first, same, len(before))
 
 
+def restart_text(back: Restart) -> str:
+    def after(seconds: float | None) -> str:
+        return "not within 300 s" if seconds is None else f"after {seconds:.1f} s"
+
+    return (
+        f"restart after SIGKILL: /metrics answers {after(back.serving)}, per-queue figures "
+        f"{after(back.first_figures)}, the same {back.compared} figures as before the kill "
+        f"{after(back.same_figures)} (goal ≤ 10 s)"
+    )
+
+
 def run_json(
     args: list[str], log: Path, profile: Path | None = None, report: Path | None = None
 ) -> dict[str, Any]:
@@ -130,6 +142,9 @@ def main() -> int:
     parser.add_argument(
         "--profile-quix", action="store_true", help="record py-spy samples of the Quix job"
     )
+    parser.add_argument(
+        "--restart-only", action="store_true", help="only the project and its restart (steps 1-2)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ccm-bench-"))
@@ -149,6 +164,10 @@ def main() -> int:
     successor, back = restart(worker)
     lag = live_lag(successor)
     successor.stop()
+    if args.restart_only:
+        print(f"\n{workload}, {time.strftime('%Y-%m-%d')}: {restart_text(back)}")
+        print(f"live lag on the restarted worker: {lag * 1000:,.0f} ms\nlogs: {tmp}")
+        return 0
 
     print("3/5 Quix Streams, the same job …", flush=True)
     profile = tmp / "quix-profile.txt" if args.profile_quix else None
@@ -233,14 +252,7 @@ def main() -> int:
     print(f"month totals, project (queue-metrics): {published}")
     print(f"month totals, Quix (its windows):      {quix_totals}: {agree}")
 
-    def after(seconds: float | None) -> str:
-        return "not within 300 s" if seconds is None else f"after {seconds:.1f} s"
-
-    print(
-        f"restart after SIGKILL: /metrics answers {after(back.serving)}, per-queue figures "
-        f"{after(back.first_figures)}, the same {back.compared} figures as before the kill "
-        f"{after(back.same_figures)} (goal ≤ 10 s)"
-    )
+    print(restart_text(back))
     print(f"peak RSS of the worker: {mib(project.peak_rss_kib)} (goal ≤ 300 MiB)")
     print(f"live lag on the restarted worker: {lag * 1000:,.0f} ms")
     if profile is not None:

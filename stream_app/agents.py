@@ -8,7 +8,6 @@ write tables (faust-streaming #606).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
@@ -122,7 +121,8 @@ def register(pipeline: Pipeline) -> None:
 
         Faust's own flush before a commit gives up after 0.1 s, and its buffer hands changelog
         records to the client in a background task, so nothing here trusts either: the outputs
-        are flushed from the client, the changelog sends are awaited one by one."""
+        go through the worker's own producer and are flushed (stream_app.outputs), the
+        changelog sends are acknowledged before the local store is written (tables.py)."""
         partition = event.message.partition
         held = pending.setdefault((stage, partition), [])
         held.append(event)
@@ -132,9 +132,7 @@ def register(pipeline: Pipeline) -> None:
             if guard.epoch(partition) != epoch:
                 return  # revoked meanwhile: the held records and their effects were dropped
             guard.save(partition)
-            sends = store.flush()
-            if sends:
-                await asyncio.gather(*sends)
+            await store.flush()  # changelog acknowledged, then the local store
             for record in held:
                 record.ack()
             held.clear()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import shutil
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +34,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from stream_app.app import create_app
     from stream_app.catalog import ensure_topics
     from stream_app.kafka_clients import preflight
+    from stream_app.local_stores import keep_trusted_stores
 
     if problem := preflight(settings):
         return _fail(problem)
@@ -44,10 +44,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap} to create topics: {exc!r}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pipeline = create_app(settings, sla, partitions)
-    # The local store is only a cache of the changelogs, rebuilt at every start: after a kill
-    # it can hold writes whose changelog records never left, and Faust's recovery would mix
-    # them with older ones. Rebuilt from the changelogs alone, it is the delivered state.
-    shutil.rmtree(pipeline.app.conf.tabledir, ignore_errors=True)
+    # The local store never holds a write its changelog lacks (stream_app.tables.RocksDBStore):
+    # Faust restores only the records after its persisted offsets, once the stores that were
+    # written from another log are gone (stream_app.local_stores).
+    try:
+        keep_trusted_stores(settings, pipeline.app.tables.values())
+    except Exception as exc:
+        return _fail(
+            f"cannot check the local table stores against Kafka at {settings.kafka_bootstrap}: {exc!r}"
+        )
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
     worker.spinner = None  # with it, Faust turns the root logger to DEBUG: every debug line costs
     worker.execute_from_commandline()  # handles SIGTERM/SIGINT; exits the process when stopped

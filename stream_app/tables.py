@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import faust
 import orjson
+import rocksdict
 from faust.stores import STORES
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.streams import current_event
-from faust.types import TableT
+from faust.types import EventT, TableT
+
+log = logging.getLogger(__name__)
 
 
 class TableStore:
@@ -75,8 +82,71 @@ class BoundedLogOptions(RocksDBOptions):
         return options
 
 
+# Beside Faust's persisted offset (its `offset_key`), each partition's database names the
+# changelog record it holds everything up to: a restart checks it against the changelog before
+# trusting the store (`stream_app.local_stores`). Hidden from scans like Faust's own key.
+MARK_KEY = b"__ccm\0changelog__"
+
+
+class SentRecord(Protocol):
+    """What the producer reports for a record the broker acknowledged (aiokafka's metadata)."""
+
+    @property
+    def offset(self) -> int: ...
+
+
+ChangelogSend = Callable[[int, bytes, bytes | None], Awaitable[SentRecord]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogMark:
+    """The changelog record a partition's store holds everything up to: its topic, offset and
+    a digest of its key and value. A record at that offset that differs is another log (the
+    topic was deleted and created again), not the one the store came from. (Not its timestamp:
+    the producer's acknowledgement can report another one than the broker keeps.)"""
+
+    topic: str
+    offset: int
+    digest: str
+
+    @staticmethod
+    def of(topic: str, offset: int, key: bytes, value: bytes | None) -> ChangelogMark:
+        return ChangelogMark(topic, offset, record_digest(key, value))
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"topic": self.topic, "offset": self.offset, "digest": self.digest})
+
+    @staticmethod
+    def decode(raw: bytes | None) -> ChangelogMark | None:
+        if raw is None:
+            return None
+        try:
+            fields = orjson.loads(raw)
+            return ChangelogMark(str(fields["topic"]), int(fields["offset"]), str(fields["digest"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+def record_digest(key: bytes, value: bytes | None) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(len(key).to_bytes(4, "big"))
+    digest.update(key)
+    digest.update(b"\x00" if value is None else b"\x01" + value)  # a tombstone is not b""
+    return digest.hexdigest()
+
+
 class RocksDBStore(FaustRocksDBStore):
-    """Faust's RocksDB store (rocksdict), opening its databases with `BoundedLogOptions`."""
+    """Faust's RocksDB store (rocksdict), opening its databases with `BoundedLogOptions`, whose
+    writes to a partition are atomic with the changelog offset they reach.
+
+    Faust writes a record locally, then sends it to the changelog, and persists the offset when
+    the send completes: a kill in between leaves the store ahead of the changelog, so it could
+    not be trusted after a crash. Here (as Quix Streams does) the changelog comes first and the
+    store follows only what the broker acknowledged, in one write batch with the offset of the
+    last record (`write_durably`); Faust's recovery writes its batches the same way. The store
+    is then never ahead of its changelog, and a restart restores only the records after the
+    persisted offset.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +154,99 @@ class RocksDBStore(FaustRocksDBStore):
         self.rocksdb_options = BoundedLogOptions(
             **(self.options or {}), use_rocksdict=self.use_rocksdict
         )
+
+    @property
+    def changelog_topic(self) -> str:
+        return str(self.table.changelog_topic_name)  # type: ignore[attr-defined]
+
+    async def write_durably(
+        self, partition: int, records: Sequence[tuple[bytes, bytes | None]], send: ChangelogSend
+    ) -> None:
+        """Send `records` (None: a delete) to the partition's changelog in order, wait until the
+        broker acknowledged every one, then write them and the last one's offset to the local
+        store in one batch. A failed send raises before anything is written locally.
+
+        A partition revoked meanwhile is not written: its database is closed, and its next owner
+        (or this worker, should it come back) restores these records from the changelog."""
+        if not records:
+            return
+        results = await asyncio.gather(
+            *(send(partition, key, value) for key, value in records), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        sent: list[SentRecord] = list(results)  # type: ignore[arg-type]
+        last = max(range(len(sent)), key=lambda n: sent[n].offset)
+        db = self._dbs.get(partition)
+        if db is None:
+            log.info(
+                "%s[%d] revoked during a flush: its store is left to recovery",
+                self.changelog_topic,
+                partition,
+            )
+            return
+        key, value = records[last]
+        mark = ChangelogMark.of(self.changelog_topic, sent[last].offset, key, value)
+        self._write(db, records, mark)
+        for key, value in records:  # reads outside an agent (scrapes) find the partition at once
+            if value is not None:
+                self._key_index[key] = partition
+
+    def _write(
+        self, db: Any, records: Iterable[tuple[bytes, bytes | None]], mark: ChangelogMark
+    ) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(self.offset_key, str(mark.offset).encode())
+        batch.put(MARK_KEY, mark.encode())
+        db.write(batch)
+
+    def changelog_mark(self, partition: int) -> ChangelogMark | None:
+        return ChangelogMark.decode(self._db_for_partition(partition).get(MARK_KEY))
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        """Faust's recovery: each partition's records, its offset and mark in one write batch
+        (Faust writes the offset after the records, separately)."""
+        records: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        marks: dict[int, ChangelogMark] = {}
+        for event in batch:
+            message = event.message
+            key = bytes(message.key or b"")  # a table's changelog keys are never None
+            records.setdefault(message.partition, []).append((key, message.value))
+            mark = marks.get(message.partition)
+            if mark is None or message.offset > mark.offset:
+                marks[message.partition] = ChangelogMark.of(
+                    message.topic, message.offset, key, message.value
+                )
+        for partition, partition_records in records.items():
+            self._write(self._db_for_partition(partition), partition_records, marks[partition])
+
+    def _visible_keys(self, db: Any) -> Iterator[bytes]:
+        return (key for key in super()._visible_keys(db) if key != MARK_KEY)
+
+    def _visible_items(self, db: Any) -> Iterator[tuple[bytes, bytes]]:
+        return (item for item in super()._visible_items(db) if item[0] != MARK_KEY)
+
+
+class ChangelogTable(faust.Table):  # type: ignore[type-arg]
+    """A Faust table whose store records the changelog offsets itself (`RocksDBStore`).
+
+    Faust's callback on each changelog send persists that record's offset as soon as the broker
+    acknowledges it, before the flush has written the record to the local store: a kill in
+    between would leave an offset that vouches for data the store does not hold."""
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        """Nothing: `RocksDBStore.write_durably` persists the offset with the data."""
 
 
 STORE_SCHEME = "ccm-rocksdb"
@@ -107,24 +270,26 @@ def create_tables(
         "value_type": bytes,
         "schema": raw,
     }
-    # A copy per table: Faust's store pops keys off the options it is given.
-    calls = app.Table(
-        "calls",
-        store=store_url("calls"),
-        partitions=calls_partitions,
-        help="one state per call, keyed by call_id",
-        options=dict(ROCKSDB_OPTIONS),
-        **common,
+
+    def table(name: str, partitions: int, help: str) -> TableT[Any, Any]:
+        # As app.Table does, with our class. A copy of the options per table: Faust's store
+        # pops keys off the options it is given.
+        created = ChangelogTable(
+            app,
+            name=name,
+            beacon=app.tables.beacon,
+            store=store_url(name),
+            partitions=partitions,
+            help=help,
+            options=dict(ROCKSDB_OPTIONS),
+            **common,
+        )
+        return cast(TableT[Any, Any], app.tables.add(created))
+
+    return (
+        table("calls", calls_partitions, "one state per call, keyed by call_id"),
+        table("queues", queue_partitions, "per-queue buckets and contributions"),
     )
-    queues = app.Table(
-        "queues",
-        store=store_url("queues"),
-        partitions=queue_partitions,
-        help="per-queue buckets and contributions",
-        options=dict(ROCKSDB_OPTIONS),
-        **common,
-    )
-    return calls, queues
 
 
 _DELETED = b""  # a buffered delete (stored values are never empty: orjson never encodes to b"")
@@ -134,7 +299,7 @@ class BufferedStore:
     """A write-back cache over a table, one buffer per partition.
 
     A record's writes go to its partition's buffer; `flush()` (inside an agent, on a record of
-    that partition) writes the buffer to the table, ending with the stage's input position
+    that partition) makes the buffer durable, ending with the stage's input position
     (`stream_app.input_guard`), and only then does the agent ack the records whose writes it
     holds. A busy queue's bucket or a call written by five events in a row
     costs one changelog record per flush instead of one per event. Values are buffered encoded,
@@ -185,34 +350,37 @@ class BufferedStore:
             if raw != _DELETED:
                 yield key, orjson.loads(raw)
 
-    def flush(self) -> list[Awaitable[Any]]:
-        """Write the current partition's buffer to the table; return its changelog sends.
+    async def flush(self) -> None:
+        """Make the current partition's buffer durable: sent to the changelog and acknowledged,
+        then written to the local store with its changelog offset (`RocksDBStore.write_durably`).
+        The agent acks the records whose writes the buffer holds only after this returns.
 
-        The sends are awaited before acking: Faust's producer buffer hands a changelog record
-        to the Kafka client in a background task, so an empty buffer does not mean the record
-        is on its way (and a producer flush would not wait for it). An offset committed before
-        that record is durable loses the write in a crash.
-        """
+        The changelog receives a flush in rank order: a crash can cut it anywhere, and the
+        stage's commit-point keys (ranked last) must never arrive before what they vouch for.
+        The buffer stays readable until the local store holds it."""
         partition = self._partition()
-        buffer = self.buffers.pop(partition, None) if partition is not None else None
-        if not buffer:
-            return []
+        buffer = self.buffers.get(partition) if partition is not None else None
+        if partition is None or not buffer:
+            return
         table: Any = self.backing.table
-        store = table.data
-        sends: list[Awaitable[Any]] = []
-        # The changelog receives a flush in this order: a crash can cut it anywhere, and the
-        # stage's commit-point keys (ranked last) must never arrive before what they vouch for.
+        store: RocksDBStore = table.data
+        records: list[tuple[bytes, bytes | None]] = []
         for key, raw in sorted(buffer.items(), key=lambda item: self.flush_rank(item[0])):
             encoded = key.encode()
-            if raw == _DELETED:
-                if encoded not in store:
-                    continue
-                del store[encoded]
-                sends.append(table.send_changelog(partition, encoded, None, value_serializer="raw"))
-            else:
-                store[encoded] = raw
-                sends.append(table.send_changelog(partition, encoded, raw))
-        return sends
+            if raw != _DELETED:
+                records.append((encoded, raw))
+            elif encoded in store:
+                records.append((encoded, None))
+
+        def send(target: int, key: bytes, value: bytes | None) -> Awaitable[SentRecord]:
+            sent: Awaitable[SentRecord] = table.send_changelog(
+                target, key, value, key_serializer="raw", value_serializer="raw"
+            )
+            return sent
+
+        await store.write_durably(partition, records, send)
+        if self.buffers.get(partition) is buffer:
+            del self.buffers[partition]
 
     def drop(self, partition: int) -> None:
         """Forget a revoked partition's unflushed writes: its unacked records will be redone."""
