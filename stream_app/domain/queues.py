@@ -133,11 +133,15 @@ class QueueStage:
         ):
             return applied
         deltas: dict[tuple[str, int], tuple[list[Figures], list[Figures]]] = {}
+        interval_ms = self.windows.interval_ms
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
             for ts, facts in contribution_facts(contribution, sla):
-                for kind in ("i", "m"):
-                    start = self.bucket_start(kind, ts)
-                    deltas.setdefault((kind, start), ([], []))[sign].append(facts)
+                # The buckets of `bucket_start`, spelled out: this runs for every fact.
+                for bucket in (
+                    ("i", interval_start(ts, interval_ms)),
+                    ("m", floor_to(ts, MINUTE_MS)),
+                ):
+                    deltas.setdefault(bucket, ([], []))[sign].append(facts)
         meta = self._meta(queue)
         dirty: set[int] = set(meta["d"])
         # Minutes first: an interval whose longest wait was withdrawn re-reads its minutes.
@@ -317,7 +321,7 @@ class QueueStage:
                     doomed.append(key)
             elif key.startswith("c" + SEP):
                 contribution = Contribution.from_json(value[1])
-                stamps = [ts for ts, _ in contribution_facts(contribution, self.sla.default)]
+                stamps = contribution.fact_stamps()
                 if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
                     doomed.append(key)
         for key in doomed:
