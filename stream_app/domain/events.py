@@ -231,11 +231,13 @@ def _parse_rfc3339(s: str) -> int | None:
     return (instant - _EPOCH) // _MS
 
 
+@lru_cache(maxsize=4096)
 def format_ts(ms: int) -> str:
     """RFC 3339 in UTC, milliseconds only when there are any: the form used in output keys.
 
-    Runs several times per event (call outcomes, interval keys): the time of day is plain
-    arithmetic and the date, the costly part, is formatted once per day."""
+    Runs several times per event: a call's outcome formats the same instants again at each of
+    its later events (hence the cache), the time of day is plain arithmetic and the date, the
+    costly part, is formatted once per day."""
     day, in_day = divmod(ms, _DAY_MS)
     seconds, frac = divmod(in_day, 1000)
     text = f"{_date_part(day)}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
