@@ -11,9 +11,9 @@ only what changed, and re-send everything after a crash, without double counting
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 from stream_app.domain.events import format_ts
 from stream_app.domain.model import EMPTY, TYPE_RANK, Contribution, Event
@@ -45,8 +45,7 @@ def _span(start: int, end: int) -> int:
     return max(0, end - start)
 
 
-@dataclass(frozen=True, slots=True)
-class _Facts:
+class _Facts(NamedTuple):
     """Everything derived from one state's events, computed once per read."""
 
     answer: Answer | None
@@ -64,7 +63,7 @@ class _Facts:
     outcome_queue: str | None
 
 
-@dataclass(eq=True)
+@dataclass(eq=True, slots=True)
 class CallState:
     """One call's distinct events plus what was last emitted for it (a Faust table value).
 
@@ -170,35 +169,36 @@ class CallState:
         self._facts = None
 
     def to_json(self) -> dict[str, object]:
-        """A compact JSON-able form: short keys, empty parts left out, each event id stored once."""
+        """A compact JSON-able form: short keys, empty parts left out, each event id stored once.
+
+        Runs for every event, so it is spelled out field by field (the key order is the stored
+        form's: c i t z s v x e w q o a l sc so)."""
         data: dict[str, object] = {"c": self.call_id}
-        referenced = self._referenced_ids()
-        extra = sorted(self.event_ids - referenced)
+        extra = self.event_ids - self._referenced_ids()
         if extra:
-            data["i"] = extra
+            data["i"] = sorted(extra)
         if self.newest_ts is not None:
             data["t"] = self.newest_ts
         if self.tombstoned:
             data["z"] = 1
-        singles: dict[str, tuple[object, ...] | None] = {
-            "s": self.started,
-            "v": self.ivr_ended,
-            "x": self.abandoned,
-            "e": self.ended,
-            "w": self.wrapup,
-        }
-        for key, single in singles.items():
-            if single is not None:
-                data[key] = list(single)
-        lists: dict[str, list[Any]] = {
-            "q": self.queue_entered,
-            "o": self.offered,
-            "a": self.answered,
-            "l": self.queue_left,
-        }
-        for key, items in lists.items():
-            if items:
-                data[key] = [list(item) for item in items]
+        if self.started is not None:
+            data["s"] = list(self.started)
+        if self.ivr_ended is not None:
+            data["v"] = list(self.ivr_ended)
+        if self.abandoned is not None:
+            data["x"] = list(self.abandoned)
+        if self.ended is not None:
+            data["e"] = list(self.ended)
+        if self.wrapup is not None:
+            data["w"] = list(self.wrapup)
+        if self.queue_entered:
+            data["q"] = [list(item) for item in self.queue_entered]
+        if self.offered:
+            data["o"] = [list(item) for item in self.offered]
+        if self.answered:
+            data["a"] = [list(item) for item in self.answered]
+        if self.queue_left:
+            data["l"] = [list(item) for item in self.queue_left]
         if self.sent_contributions:
             data["sc"] = {q: c.to_json() for q, c in sorted(self.sent_contributions.items())}
         if self.sent_outcome is not None:
@@ -208,46 +208,41 @@ class CallState:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallState:
         """Inverse of to_json (accepts lists where tuples were)."""
-        state = cls(call_id=data["c"])
-        state.newest_ts = data.get("t")
-        state.tombstoned = bool(data.get("z", 0))
-        if (s := data.get("s")) is not None:
-            state.started = (s[0], s[1], s[2])
-        if (v := data.get("v")) is not None:
-            state.ivr_ended = (v[0], v[1])
-        if (x := data.get("x")) is not None:
-            state.abandoned = (x[0], x[1], x[2])
-        if (e := data.get("e")) is not None:
-            state.ended = (e[0], e[1])
-        if (w := data.get("w")) is not None:
-            state.wrapup = (w[0], w[1])
-        state.queue_entered = [(q[0], q[1], q[2]) for q in data.get("q", ())]
-        state.offered = [(o[0], o[1], o[2]) for o in data.get("o", ())]
-        state.answered = [(a[0], a[1], a[2], a[3]) for a in data.get("a", ())]
-        state.queue_left = [(left[0], left[1], left[2], left[3]) for left in data.get("l", ())]
-        state.event_ids = set(data.get("i", ())) | state._referenced_ids()
-        state.sent_contributions = {
-            q: Contribution.from_json(c) for q, c in data.get("sc", {}).items()
-        }
+        s, v, x, e, w = data.get("s"), data.get("v"), data.get("x"), data.get("e"), data.get("w")
         so = data.get("so")
-        state.sent_outcome = dict(so) if so is not None else None
+        state = cls(
+            call_id=data["c"],
+            newest_ts=data.get("t"),
+            started=(s[0], s[1], s[2]) if s is not None else None,
+            ivr_ended=(v[0], v[1]) if v is not None else None,
+            queue_entered=[(q[0], q[1], q[2]) for q in data.get("q", ())],
+            offered=[(o[0], o[1], o[2]) for o in data.get("o", ())],
+            answered=[(a[0], a[1], a[2], a[3]) for a in data.get("a", ())],
+            queue_left=[(left[0], left[1], left[2], left[3]) for left in data.get("l", ())],
+            abandoned=(x[0], x[1], x[2]) if x is not None else None,
+            ended=(e[0], e[1]) if e is not None else None,
+            wrapup=(w[0], w[1]) if w is not None else None,
+            sent_contributions={
+                q: Contribution.from_json(c) for q, c in data.get("sc", {}).items()
+            },
+            sent_outcome=dict(so) if so is not None else None,
+            tombstoned=bool(data.get("z", 0)),
+        )
+        state.event_ids = state._referenced_ids()
+        state.event_ids.update(data.get("i", ()))
         return state
 
     # -- derivation -------------------------------------------------------------------------
 
     def _referenced_ids(self) -> set[str]:
-        ids: set[str] = set()
+        ids = {
+            item[1]
+            for items in (self.queue_entered, self.offered, self.answered, self.queue_left)
+            for item in items
+        }
         for single in (self.started, self.ivr_ended, self.abandoned, self.ended, self.wrapup):
             if single is not None:
                 ids.add(single[1])
-        lists: tuple[Iterable[tuple[Any, ...]], ...] = (
-            self.queue_entered,
-            self.offered,
-            self.answered,
-            self.queue_left,
-        )
-        for items in lists:
-            ids.update(item[1] for item in items)
         return ids
 
     def _derive(self) -> _Facts:
@@ -323,20 +318,20 @@ class CallState:
                     waiting = (queue, since_ts)
 
         flows = tuple((self._left_queue(left[0], left[2]), left[0]) for left in flows_src)
-        return _Facts(
-            answer=answer,
-            answer_queue=answer_queue,
-            answer_speed=answer_speed,
-            queue_wait=queue_wait,
-            hang_up=hang_up,
-            abandoned=abandoned,
-            abandon_queue=abandon_queue,
-            abandon_ms=abandon_ms,
-            flows=flows,
-            handled=handled,
-            waiting=waiting,
-            kind=kind,
-            outcome_queue=outcome_queue,
+        return _Facts(  # in field order (positional: several times cheaper to build)
+            answer,
+            answer_queue,
+            answer_speed,
+            queue_wait,
+            hang_up,
+            abandoned,
+            abandon_queue,
+            abandon_ms,
+            flows,
+            handled,
+            waiting,
+            kind,
+            outcome_queue,
         )
 
     def _line_wait_start(self, entered_before: list[QueueStamp], end: int) -> int:
@@ -430,41 +425,36 @@ def _first_queue(*queues: str | None) -> str | None:
 
 
 def _contributions(facts: _Facts) -> dict[str, Contribution]:
-    parts: dict[str, dict[str, Any]] = {}
-
-    def part(queue: str) -> dict[str, Any]:
-        return parts.setdefault(queue, {})
-
+    """Per queue the call touches, each fact of its `Contribution` (once per new event)."""
+    answered: dict[str, tuple[int, int, int]] = {}
+    abandoned: dict[str, tuple[int, int]] = {}
+    flowed_out: dict[str, list[int]] = {}
+    handled: dict[str, tuple[int, int]] = {}
+    waiting: dict[str, int] = {}
     if facts.answer is not None and facts.answer_queue is not None:
-        part(facts.answer_queue)["answered"] = (
-            facts.answer[0],
-            facts.answer_speed,
-            facts.queue_wait,
-        )
+        answered[facts.answer_queue] = (facts.answer[0], facts.answer_speed, facts.queue_wait)
         if facts.handled is not None:
-            part(facts.answer_queue)["handled"] = facts.handled
+            handled[facts.answer_queue] = facts.handled
     if facts.abandoned and facts.abandon_queue is not None and facts.hang_up is not None:
-        part(facts.abandon_queue)["abandoned"] = (facts.hang_up, facts.abandon_ms)
+        abandoned[facts.abandon_queue] = (facts.hang_up, facts.abandon_ms)
     for queue, ts in facts.flows:
         if queue is not None:
-            part(queue).setdefault("flowed_out", []).append(ts)
+            flowed_out.setdefault(queue, []).append(ts)
     if facts.waiting is not None:
-        part(facts.waiting[0])["waiting_since"] = facts.waiting[1]
-    result: dict[str, Contribution] = {}
-    for queue in sorted(parts):
-        values = parts[queue]
-        result[queue] = Contribution(
-            answered=values.get("answered"),
-            abandoned=values.get("abandoned"),
-            flowed_out=tuple(sorted(values.get("flowed_out", ()))),
-            handled=values.get("handled"),
-            waiting_since=values.get("waiting_since"),
+        waiting[facts.waiting[0]] = facts.waiting[1]
+    return {
+        queue: Contribution(
+            answered.get(queue),
+            abandoned.get(queue),
+            tuple(sorted(flowed_out.get(queue, ()))),
+            handled.get(queue),
+            waiting.get(queue),
         )
-    return result
+        for queue in sorted({*answered, *abandoned, *flowed_out, *waiting})
+    }
 
 
-@dataclass(frozen=True)
-class Emission:
+class Emission(NamedTuple):
     """What the calls stage sends after handling one event (or a sweep).
 
     contributions: queue → the call's whole current contribution there (EMPTY where it no
@@ -534,7 +524,15 @@ def evict(state: CallState) -> Emission:
     if state.tombstoned:
         return Emission({}, None)
     target = {
-        queue: replace(contribution, waiting_since=None)
+        queue: contribution._replace(waiting_since=None)
         for queue, contribution in state.contributions().items()
     }
     return Emission(_diff_contributions(state, target), None)
+
+
+def stored_age(data: Mapping[str, Any]) -> tuple[int, bool]:
+    """`last_ts` and `is_finished()` of a stored state, read without decoding it: a sweep
+    judges every call of its partition by them and changes few."""
+    newest = data.get("t")
+    finished = bool(data.get("z", 0)) or data.get("x") is not None or data.get("e") is not None
+    return (0 if newest is None else newest), finished

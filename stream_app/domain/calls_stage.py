@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_app.domain.calls import CallState, Emission, evict, plan_emission, resend_all
+from stream_app.domain.calls import (
+    CallState,
+    Emission,
+    evict,
+    plan_emission,
+    resend_all,
+    stored_age,
+)
 from stream_app.domain.clock import EventClock
 from stream_app.domain.events import Rejected, parse_event
 from stream_app.domain.model import Event
@@ -157,25 +164,23 @@ class CallsStage:
         for call_id, stored in list(self.store.items()):
             if call_id.startswith(RESERVED_PREFIX):
                 continue
+            # Most calls are kept as they are: judged from their stored form, decoded only when
+            # they change (a sweep reads the whole partition).
+            last_ts, finished = stored_age(stored)
+            age = stream_now - last_ts
+            if finished:
+                # A tombstone, or a finished call kept whole for the retention of the window
+                # state, so a late event inside it (a wrap-up, an IVR end) still corrects the
+                # figures (contract §5).
+                if age > self.retention_ms:
+                    self.store.delete(call_id)
+                    swept.deleted += 1
+                continue
+            if age <= self.call_ttl_ms:
+                continue
             state = CallState.from_json(stored)
-            age = stream_now - state.last_ts
-            if state.tombstoned:
-                if age > self.retention_ms:
-                    self.store.delete(call_id)
-                    swept.deleted += 1
-                continue
-            if state.is_finished():
-                # Whole for the retention of the window state, so a late event inside it (a
-                # wrap-up, an IVR end) still corrects the figures (contract §5).
-                if age > self.retention_ms:
-                    self.store.delete(call_id)
-                    swept.deleted += 1
-                continue
-            if age > self.call_ttl_ms:
-                swept.emissions.append((call_id, evict(state)))
-                swept.evicted += 1
-            else:
-                continue
+            swept.emissions.append((call_id, evict(state)))
+            swept.evicted += 1
             state.to_tombstone()
             self.store.set(call_id, state.to_json())
         return swept

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 import reprlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 import orjson
 
@@ -48,6 +49,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (C
 KEY_SEPARATOR = "|"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
+_DAY_MS = 86_400_000
 _MS = timedelta(milliseconds=1)
 _DIGITS = "0123456789"
 
@@ -228,11 +231,21 @@ def _parse_rfc3339(s: str) -> int | None:
     return (instant - _EPOCH) // _MS
 
 
+@lru_cache(maxsize=4096)
 def format_ts(ms: int) -> str:
-    """RFC 3339 in UTC, milliseconds only when there are any: the form used in output keys."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    text = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-    )
-    frac = ms % 1000
+    """RFC 3339 in UTC, milliseconds only when there are any: the form used in output keys.
+
+    Runs several times per event: a call's outcome formats the same instants again at each of
+    its later events (hence the cache), the time of day is plain arithmetic and the date, the
+    costly part, is formatted once per day."""
+    day, in_day = divmod(ms, _DAY_MS)
+    seconds, frac = divmod(in_day, 1000)
+    text = f"{_date_part(day)}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     return f"{text}.{frac:03d}Z" if frac else f"{text}Z"
+
+
+@lru_cache(maxsize=1024)
+def _date_part(day: int) -> str:
+    """`YYYY-MM-DDT` of a day counted from the epoch."""
+    date = _EPOCH_DATE + timedelta(days=day)
+    return f"{date.year:04d}-{date.month:02d}-{date.day:02d}T"

@@ -105,8 +105,7 @@ class Figures:
     def from_json(cls, data: Sequence[int | None]) -> Figures:
         if len(data) != _FIELD_COUNT:
             raise ValueError(f"Figures needs {_FIELD_COUNT} values, got {len(data)}")
-        counts = data[:-1]
-        if any(type(value) is not int for value in counts):
+        if {*map(type, data[:-1])} != _INT_ONLY:  # exactly int: no bool, no float
             raise ValueError(f"Figures counts must be integers, got {list(data)!r}")
         longest = data[-1]
         if longest is not None and type(longest) is not int:
@@ -148,6 +147,7 @@ class Figures:
 
 
 _FIELD_COUNT = len(Figures.__dataclass_fields__)
+_INT_ONLY = {int}
 
 
 def contribution_facts(c: Contribution, sla: QueueSla) -> list[tuple[int, Figures]]:

@@ -132,16 +132,21 @@ class QueueStage:
             and prev_sla.short_abandon_ms == sla_now.short_abandon_ms
         ):
             return applied
-        deltas: dict[tuple[str, int], tuple[list[Figures], list[Figures]]] = {}
+        # Per bucket start, the facts it loses and the facts it gains.
+        minutes: dict[int, tuple[list[Figures], list[Figures]]] = {}
+        intervals: dict[int, tuple[list[Figures], list[Figures]]] = {}
+        interval_ms = self.windows.interval_ms
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
             for ts, facts in contribution_facts(contribution, sla):
-                for kind in ("i", "m"):
-                    start = self.bucket_start(kind, ts)
-                    deltas.setdefault((kind, start), ([], []))[sign].append(facts)
+                intervals.setdefault(interval_start(ts, interval_ms), ([], []))[sign].append(facts)
+                minutes.setdefault(floor_to(ts, MINUTE_MS), ([], []))[sign].append(facts)
         meta = self._meta(queue)
-        dirty: set[int] = set(meta["d"])
+        was_dirty = set(meta["d"])
+        dirty = set(was_dirty)
         # Minutes first: an interval whose longest wait was withdrawn re-reads its minutes.
-        for (kind, start), (removes, adds) in sorted(deltas.items(), key=lambda d: d[0][0] != "m"):
+        buckets = [("m", start, d) for start, d in minutes.items()]
+        buckets.extend(("i", start, d) for start, d in intervals.items())
+        for kind, start, (removes, adds) in buckets:
             removes, adds = _cancel(removes, adds)
             if not removes and not adds:
                 continue
@@ -170,9 +175,7 @@ class QueueStage:
         if new.answered is not None and (prev.answered is None or prev.answered != new.answered):
             applied.new_answer_speeds_ms.append(new.answered[1])
         waiting: dict[str, int] = meta["w"]
-        if meta["o"] < offset and (
-            waiting.get(call_id) != new.waiting_since or dirty != set(meta["d"])
-        ):
+        if meta["o"] < offset and (waiting.get(call_id) != new.waiting_since or dirty != was_dirty):
             if new.waiting_since is None:
                 waiting.pop(call_id, None)
             else:
@@ -317,7 +320,7 @@ class QueueStage:
                     doomed.append(key)
             elif key.startswith("c" + SEP):
                 contribution = Contribution.from_json(value[1])
-                stamps = [ts for ts, _ in contribution_facts(contribution, self.sla.default)]
+                stamps = contribution.fact_stamps()
                 if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
                     doomed.append(key)
         for key in doomed:

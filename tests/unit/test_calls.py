@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -19,8 +20,9 @@ from stream_app.domain.calls import (
     evict,
     plan_emission,
     resend_all,
+    stored_age,
 )
-from stream_app.domain.events import format_ts
+from stream_app.domain.events import MAX_TS, MIN_TS, format_ts
 from stream_app.domain.model import EMPTY, EVENT_TYPES, Contribution, Event
 
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp() * 1000)
@@ -977,3 +979,122 @@ def test_resend_all_is_idempotent_and_evict_keeps_facts(data: st.DataObject) -> 
         q: c for q, c in expected.items() if not c.is_empty()
     }
     assert evict(state) == Emission({}, None)
+
+
+# -- the stored form (a changelog written by an earlier version must still be read) ------------
+
+
+def stored_form_v1(state: CallState) -> dict[str, object]:
+    """The stored form as the first version of `CallState.to_json` wrote it, restated here so a
+    faster encoder can be checked against it, byte for byte."""
+    data: dict[str, object] = {"c": state.call_id}
+    singles = {
+        "s": state.started,
+        "v": state.ivr_ended,
+        "x": state.abandoned,
+        "e": state.ended,
+        "w": state.wrapup,
+    }
+    lists: dict[str, list[Any]] = {
+        "q": state.queue_entered,
+        "o": state.offered,
+        "a": state.answered,
+        "l": state.queue_left,
+    }
+    referenced = {single[1] for single in singles.values() if single is not None}
+    referenced.update(item[1] for items in lists.values() for item in items)
+    extra = sorted(state.event_ids - referenced)
+    if extra:
+        data["i"] = extra
+    if state.newest_ts is not None:
+        data["t"] = state.newest_ts
+    if state.tombstoned:
+        data["z"] = 1
+    for key, single in singles.items():
+        if single is not None:
+            data[key] = list(single)
+    for key, items in lists.items():
+        if items:
+            data[key] = [list(item) for item in items]
+    if state.sent_contributions:
+        data["sc"] = {
+            q: [
+                list(c.answered) if c.answered else None,
+                list(c.abandoned) if c.abandoned else None,
+                list(c.flowed_out),
+                list(c.handled) if c.handled else None,
+                c.waiting_since,
+            ]
+            for q, c in sorted(state.sent_contributions.items())
+        }
+    if state.sent_outcome is not None:
+        data["so"] = dict(state.sent_outcome)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_stored_form_is_the_first_versions_byte_for_byte(data: st.DataObject) -> None:
+    events = data.draw(call_event_sets())
+    cut = data.draw(st.integers(0, len(events)))
+    state = applied(events[:cut])
+    plan_emission(state, short_by_queue)
+    for event in events[cut:]:
+        state.apply(event)
+    if data.draw(st.booleans()):
+        plan_emission(state, short_by_queue)
+    if data.draw(st.integers(0, 4)) == 0:
+        state.to_tombstone()
+    old = orjson.dumps(stored_form_v1(state))
+    assert orjson.dumps(state.to_json()) == old
+    assert CallState.from_json(orjson.loads(old)) == state
+    assert stored_age(orjson.loads(old)) == (state.last_ts, state.is_finished())
+
+
+def test_a_state_stored_by_the_first_version_reads_back_the_same() -> None:
+    """A value as it sits in a changelog (a call of the real month, answered and wrapped up)."""
+    stored = (
+        b'{"c":"AA0104-22337-990201","t":917855242000,'
+        b'"s":[917854846000,"AA0104-22337-990201:call_started","PS"],'
+        b'"v":[917854852000,"AA0104-22337-990201:ivr_ended"],'
+        b'"e":[917855242000,"AA0104-22337-990201:call_ended"],'
+        b'"w":[917855242000,"AA0104-22337-990201:wrapup_ended"],'
+        b'"q":[[917854852000,"AA0104-22337-990201:queue_entered","PS"]],'
+        b'"a":[[917854859000,"AA0104-22337-990201:call_answered","PS","MICHAL"]],'
+        b'"sc":{"PS":[[917854859000,7000,7000],null,[],[917855242000,383000],null]},'
+        b'"so":{"call_id":"AA0104-22337-990201","queue":"PS","outcome":"answered",'
+        b'"agent_id":"MICHAL","started_at":"1999-02-01T07:40:46Z",'
+        b'"answered_at":"1999-02-01T07:40:59Z","ended_at":"1999-02-01T07:47:22Z",'
+        b'"ivr_seconds":6.0,"answer_seconds":7.0,"queue_wait_seconds":7.0,'
+        b'"abandon_seconds":null,"handle_seconds":383.0}}'
+    )
+    state = CallState.from_json(orjson.loads(stored))
+    assert orjson.dumps(state.to_json()) == stored
+    assert len(state.event_ids) == 6 and state.last_ts == 917855242000
+    assert state.sent_contributions == {
+        "PS": Contribution(answered=(917854859000, 7000, 7000), handled=(917855242000, 383000))
+    }
+    assert stored_age(orjson.loads(stored)) == (917855242000, True)
+    assert plan_emission(state, lambda _: 5000) == Emission({}, None)  # nothing new to send
+
+
+def format_ts_v1(ms: int) -> str:
+    """`format_ts` as first written (datetime arithmetic): the reference for the faster one."""
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    text = (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    )
+    frac = ms % 1000
+    return f"{text}.{frac:03d}Z" if frac else f"{text}Z"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.integers(MIN_TS, MAX_TS - 1),
+        st.integers(T0 - 10**10, T0 + 10**10),
+        st.sampled_from([MIN_TS, MAX_TS - 1, 951_782_400_000, 951_868_799_999]),  # 2000-02-29
+    )
+)
+def test_format_ts_is_the_first_versions(ms: int) -> None:
+    assert format_ts(ms) == format_ts_v1(ms)

@@ -386,9 +386,16 @@ def test_json_is_the_fields_in_order() -> None:
         [0] * 8 + [None, None],
         [0.5] + [0] * 9,
         [True] + [0] * 9,
+        [0] * 8 + [False, None],
+        [0] * 7 + ["1", 0, None],
         [0] * 9 + ["1"],
     ],
 )
 def test_from_json_refuses_malformed_data(data: list[object]) -> None:
     with pytest.raises(ValueError):
         Figures.from_json(data)  # type: ignore[arg-type]
+
+
+@given(CONTRIBUTIONS, SLAS)
+def test_fact_stamps_are_the_ts_of_the_facts(c: Contribution, sla: QueueSla) -> None:
+    assert c.fact_stamps() == [ts for ts, _ in contribution_facts(c, sla)]

@@ -949,6 +949,7 @@ def day_scenarios(draw: st.DrawFn) -> tuple[WindowConfig, list[list[Contribution
         abandoned=st.none() | st.tuples(ts, _span),
         flowed_out=st.lists(ts, max_size=2).map(lambda x: tuple(sorted(x))),
         handled=st.none() | st.tuples(ts, _span),
+        waiting_since=st.none(),  # a named tuple: builds() would fill it in otherwise
     )
     calls = draw(st.lists(st.lists(call, min_size=1, max_size=3), max_size=8))
     now = draw(st.one_of(ts, near))
