@@ -45,11 +45,11 @@ from aiokafka.partitioner import DefaultPartitioner
 from bench.harness import month_events
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.clock import EventClock
 from stream_app.domain.model import Contribution
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
-from stream_app.domain.clock import EventClock
 from stream_app.settings import load_settings
 from tests.support import DATASET, ROOT
 from tests.unit.dict_store import PartitionedStore
