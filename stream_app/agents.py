@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
-REANNOUNCE_EVERY_MS = 5_000  # a calls partition's unchanged clock, told again to the queues stage
+REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
 FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
 
 
@@ -228,8 +228,9 @@ def register(pipeline: Pipeline) -> None:
         calls.save_stream_time(partition)
         last = broadcast.get(partition)
         wall = wall_ms()
-        # Announce a change at once, the same news every few seconds (for a queue partition
-        # that moved to a worker which has not heard it yet: it closes nothing until then).
+        # Announce a change at once, the same news after every rebalance (a queue partition
+        # that moved to a worker which has not heard it yet closes nothing until then) and
+        # once a minute; not more often, or queue-updates would never be read to its end.
         if last is None or last[:2] != (st, behind) or wall - last[2] >= REANNOUNCE_EVERY_MS:
             broadcast[partition] = (st, behind, wall)
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
@@ -394,6 +395,7 @@ def register(pipeline: Pipeline) -> None:
                 source_times.pop(tp.partition, None)
 
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        broadcast.clear()  # every calls partition announces itself again at its next tick
         for tp in assigned:
             if tp.topic == call_events.get_topic_name():
                 calls.forget_partition(tp.partition)  # re-read from the recovered table
