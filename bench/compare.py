@@ -33,7 +33,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.drain import Drained, drain, live_lag
-from bench.harness import Samples, month_events, pre_produce, restarted, topic_size
+from bench.harness import month_events, pre_produce, topic_size
 from tests.support import (
     BOOTSTRAP,
     DATASET,
@@ -48,15 +48,6 @@ BENCH = Path(__file__).resolve().parent
 TOTALS = ("answered", "abandoned", "short_abandoned", "flowed_out")  # summed over the month
 
 
-def figures(samples: Samples) -> Samples:
-    """The per-queue call figures a worker serves (state, not configuration)."""
-    return {
-        (name, labels): value
-        for (name, labels), value in samples.items()
-        if name.startswith("callcenter_calls_") and any(k == "queue" for k, _ in labels)
-    }
-
-
 @dataclass
 class Restart:
     serving: float | None  # s from the new process's start to /metrics answering at all
@@ -67,14 +58,14 @@ class Restart:
 
 def restart(worker: Worker, timeout: float = 300.0) -> tuple[Worker, Restart]:
     """SIGKILL the drained worker; time its successor until it serves the same figures."""
-    before = figures(worker.metrics())
+    before = worker.queue_figures()
     worker.stop(signal.SIGKILL)
-    successor = restarted(worker, "worker-restarted").start()
+    successor = worker.restarted("worker-restarted").start()
     started = time.monotonic()
     serving = first = same = None
     while time.monotonic() - started < timeout and same is None:
         try:
-            now = figures(successor.metrics())
+            now = successor.queue_figures()
             serving = serving or time.monotonic() - started
         except (OSError, AssertionError):
             now = {}

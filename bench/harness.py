@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.domain.events import parse_ts
 from stream_app.sources.anonymous_bank import load
-from tests.support import Worker, kafka_options, make_worker, produce
+from tests.support import kafka_options, make_worker, produce
 
 MONTH_START_MS = 917_827_200_000  # 1999-02-01T00:00Z, the first day of the month in data/
 DAY_MS = 86_400_000
@@ -87,8 +87,3 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process: steadier than wall time on a shared machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def restarted(worker: Worker, name: str) -> Worker:
-    """The same worker (settings, DATA_DIR, ports) as a new process."""
-    return Worker(env=dict(worker.env), log_path=worker.log_path.with_name(f"{name}.log"))

@@ -174,11 +174,12 @@ def keep_trusted_stores(settings: Settings, tables: Iterable[Any]) -> list[Verdi
         where = f"{verdict.store.changelog}[{verdict.store.partition}]"
         if verdict.kept:
             log.info("local store %s kept: %s", where, verdict.reason)
-        elif verdict.reason == EMPTY:
+            continue
+        if verdict.reason == EMPTY:
             log.info("local store %s deleted: %s", where, verdict.reason)
         else:
             log.warning(
                 "local store %s deleted, restored from the changelog: %s", where, verdict.reason
             )
-            shutil.rmtree(verdict.store.path, ignore_errors=True)
+        shutil.rmtree(verdict.store.path, ignore_errors=True)
     return verdicts

@@ -287,6 +287,18 @@ class Worker:
                 samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
         return samples
 
+    def queue_figures(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The per-queue call figures it serves (its state, not its configuration)."""
+        return {
+            (name, labels): value
+            for (name, labels), value in self.metrics().items()
+            if name.startswith("callcenter_calls_") and any(k == "queue" for k, _ in labels)
+        }
+
+    def restarted(self, name: str) -> Worker:
+        """The same worker (settings, DATA_DIR, ports) as a new process, not started yet."""
+        return Worker(env=dict(self.env), log_path=self.log_path.with_name(f"{name}.log"))
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> float:
         """Send `sig` and wait for the exit; return how long it took."""
         assert self.proc is not None

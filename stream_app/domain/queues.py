@@ -97,11 +97,6 @@ class QueueStage:
 
     # -- buckets -------------------------------------------------------------------------------
 
-    def bucket_start(self, kind: str, ts: int) -> int:
-        if kind == "i":
-            return interval_start(ts, self.windows.interval_ms)
-        return floor_to(ts, MINUTE_MS)
-
     def bucket_end(self, kind: str, start: int) -> int:
         return start + (self.windows.interval_ms if kind == "i" else MINUTE_MS)
 

@@ -20,6 +20,7 @@ from stream_app.local_stores import LocalStore, read_local_stores
 from stream_app.sources.anonymous_bank import load
 from stream_app.tables import RocksDBStore, create_tables
 from tests.integration.engine import Calls, send, wait_for
+from tests.integration.test_workers import QUEUES, answered_1h, send_a_call_per_queue
 from tests.support import (
     DATASET,
     Worker,
@@ -38,15 +39,6 @@ def workload() -> list[tuple[str, dict[str, Any]]]:
     end = Calls()
     end.add("end-of-workload", "call_started", UNTIL_MS + 86_400_000)
     return events + end.events
-
-
-def figures(worker: Worker) -> Figures:
-    """The per-queue call figures a worker serves (its state)."""
-    return {
-        (name, labels): value
-        for (name, labels), value in worker.metrics().items()
-        if name.startswith("callcenter_calls_") and any(k == "queue" for k, _ in labels)
-    }
 
 
 def local_stores(worker: Worker) -> list[LocalStore]:
@@ -105,7 +97,7 @@ def delete_topics(names: list[str]) -> None:
 def drained(worker: Worker, events: int) -> Figures:
     """Wait until both stages committed every record and the figures stand still."""
     wait_for(
-        lambda: worker.backlog() == 0 and figures(worker),
+        lambda: worker.backlog() == 0 and worker.queue_figures(),
         timeout=600,
         every=2,
         message="both stages drained",
@@ -113,7 +105,7 @@ def drained(worker: Worker, events: int) -> Figures:
     previous: list[Figures] = [{}]
 
     def still() -> Figures | None:
-        now = figures(worker)
+        now = worker.queue_figures()
         same = now == previous[0]
         previous[0] = now
         return now if same else None
@@ -123,7 +115,7 @@ def drained(worker: Worker, events: int) -> Figures:
 
 
 def restarted(worker: Worker, workers: list[Worker]) -> Worker:
-    again = Worker(env=worker.env, log_path=worker.log_path.with_name(f"{time.time_ns()}.log"))
+    again = worker.restarted(str(time.time_ns()))
     workers.append(again.start())
     again.wait_ready(assigned=False)
     return again
@@ -135,7 +127,7 @@ def serves(worker: Worker, want: Figures) -> None:
     def same() -> bool:
         assert worker.proc is not None and worker.proc.poll() is None, worker.log()
         try:
-            last[0] = figures(worker)
+            last[0] = worker.queue_figures()
         except (OSError, AssertionError):
             return False
         return last[0] == want
@@ -188,18 +180,6 @@ def test_a_restart_restores_only_the_tail_and_serves_the_same_figures(
         assert f"local store {where} deleted, restored from the changelog: the changelog " in log
 
 
-QUEUES = [f"queue-{n:02d}" for n in range(16)]
-
-
-def answered_1h(worker: Worker) -> dict[str, float]:
-    """Calls answered per queue in the last hour, as this worker exports them (its queues)."""
-    return {
-        dict(labels)["queue"]: value
-        for (name, labels), value in worker.metrics().items()
-        if name == "callcenter_calls_answered" and dict(labels).get("window") == "1h"
-    }
-
-
 def test_a_partition_back_from_another_worker_is_brought_up_to_date_from_its_offset(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
@@ -210,10 +190,7 @@ def test_a_partition_back_from_another_worker_is_brought_up_to_date_from_its_off
     workers.append(first.start())
     first.wait_ready()
     t0 = time.time_ns() // 1_000_000 - 120_000  # recent: inside the 1h window for the test
-    calls = Calls()
-    for n, queue in enumerate(QUEUES):
-        calls.answered(f"back-a-{n}", queue, t0 + n * 1000, 5000)
-    send(prefix, calls.events)
+    send_a_call_per_queue(prefix, "back-a", t0)
     wait_for(
         lambda: answered_1h(first) == dict.fromkeys(QUEUES, 1.0) and first.backlog() == 0,
         timeout=120,
@@ -229,10 +206,7 @@ def test_a_partition_back_from_another_worker_is_brought_up_to_date_from_its_off
         return (a, b) if a and b and a | b == set(QUEUES) and not a & b else None
 
     _, moved = wait_for(split, timeout=120, message="both workers own queues")
-    calls = Calls()
-    for n, queue in enumerate(QUEUES):
-        calls.answered(f"back-b-{n}", queue, t0 + 30_000 + n * 1000, 5000)
-    send(prefix, calls.events)
+    send_a_call_per_queue(prefix, "back-b", t0 + 30_000)
     wait_for(
         lambda: (
             answered_1h(first) | answered_1h(second) == dict.fromkeys(QUEUES, 2.0)

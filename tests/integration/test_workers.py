@@ -11,12 +11,27 @@ from tests.support import Worker, make_worker, unique_prefix
 QUEUES = [f"queue-{n:02d}" for n in range(16)]
 
 
-def exported(worker: Worker) -> set[str]:
+def answered_1h(worker: Worker) -> dict[str, float]:
+    """Calls answered per queue in the last hour, as this worker exports them (its queues)."""
     return {
-        dict(labels)["queue"]
-        for (name, labels), _ in worker.metrics().items()
+        dict(labels)["queue"]: value
+        for (name, labels), value in worker.metrics().items()
         if name == "callcenter_calls_answered" and dict(labels).get("window") == "1h"
     }
+
+
+def exported(worker: Worker) -> set[str]:
+    return set(answered_1h(worker))
+
+
+def send_a_call_per_queue(prefix: str, tag: str, t0: int | None = None) -> None:
+    """One answered call in each of QUEUES, from `t0` (by default in an interval the wall
+    clock never closes)."""
+    t0 = past_interval() if t0 is None else t0
+    calls = Calls()
+    for n, queue in enumerate(QUEUES):
+        calls.answered(f"{tag}-{n}", queue, t0 + n * 1000, 5000)
+    send(prefix, calls.events)
 
 
 def test_each_queue_is_exported_by_exactly_one_of_two_workers(
@@ -28,11 +43,7 @@ def test_each_queue_is_exported_by_exactly_one_of_two_workers(
     workers.extend([first.start(), second.start()])
     first.wait_ready()
     second.wait_ready()
-    t0 = past_interval()
-    calls = Calls()
-    for n, queue in enumerate(QUEUES):
-        calls.answered(f"two-{n}", queue, t0 + n * 1000, 5000)
-    send(prefix, calls.events)
+    send_a_call_per_queue(prefix, "two")
 
     def both() -> tuple[set[str], set[str]] | None:
         a, b = exported(first), exported(second)
@@ -58,11 +69,7 @@ def test_a_queue_taken_over_by_a_joining_worker_leaves_the_first_ones_metrics(
     first = make_worker(tmp_path, prefix, name="w1")
     workers.append(first.start())
     first.wait_ready()
-    t0 = past_interval()
-    calls = Calls()
-    for n, queue in enumerate(QUEUES):
-        calls.answered(f"join-{n}", queue, t0 + n * 1000, 5000)
-    send(prefix, calls.events)
+    send_a_call_per_queue(prefix, "join")
     wait_for(
         lambda: histogram_queues(first) == set(QUEUES),
         timeout=90,

@@ -921,15 +921,21 @@ def test_duplicates_return_false_and_change_nothing(data: st.DataObject) -> None
     assert state.to_json() == before
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_json_round_trip(data: st.DataObject) -> None:
+def emitted_then_applied(data: st.DataObject) -> CallState:
+    """A call's state with some events emitted for and the rest applied since (not emitted)."""
     events = data.draw(call_event_sets())
     cut = data.draw(st.integers(0, len(events)))
     state = applied(events[:cut])
     plan_emission(state, short_by_queue)
     for event in events[cut:]:
         state.apply(event)
+    return state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_json_round_trip(data: st.DataObject) -> None:
+    state = emitted_then_applied(data)
     assert roundtrip(state) == state
     assert roundtrip(state).to_json() == state.to_json()
     if data.draw(st.booleans()):
@@ -1035,12 +1041,7 @@ def stored_form_v1(state: CallState) -> dict[str, object]:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_the_stored_form_is_the_first_versions_byte_for_byte(data: st.DataObject) -> None:
-    events = data.draw(call_event_sets())
-    cut = data.draw(st.integers(0, len(events)))
-    state = applied(events[:cut])
-    plan_emission(state, short_by_queue)
-    for event in events[cut:]:
-        state.apply(event)
+    state = emitted_then_applied(data)
     if data.draw(st.booleans()):
         plan_emission(state, short_by_queue)
     if data.draw(st.integers(0, 4)) == 0:
