@@ -292,7 +292,7 @@ def register(pipeline: Pipeline) -> None:
             message = event.message
             tick = message.topic != call_events.get_topic_name()
             if tick:
-                await calls_guard.retry(message.partition)
+                await calls_guard.watch(message.partition)
                 await calls_tick(message.partition)
             elif not await calls_guard.process(message, handle_call_event):
                 continue  # dropped unacked: it is delivered again
@@ -368,7 +368,7 @@ def register(pipeline: Pipeline) -> None:
                     )
             tick = message.topic != queue_updates.get_topic_name()
             if tick:
-                await queues_guard.retry(partition)
+                await queues_guard.watch(partition)
                 await queue_tick(partition)
             elif not await queues_guard.process(message, handle_update):
                 continue

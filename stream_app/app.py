@@ -13,6 +13,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from stream_app import diagnostics
 from stream_app.domain.sla import SlaConfig
 from stream_app.kafka_clients import faust_broker_options
 from stream_app.metrics import FaustRelay, Metrics
@@ -78,6 +79,11 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         )
         metrics.registry.register(FaustRelay(faust_registry))
     _add_pages(pipeline)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def answer_sigusr2() -> None:
+        diagnostics.install(app)
+
     from stream_app import (
         agents,
     )  # the stages need the pipeline; import late to keep this module thin

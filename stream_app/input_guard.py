@@ -19,6 +19,7 @@ from stream_app.tables import BufferedStore
 
 log = logging.getLogger(__name__)
 RESEEK_AFTER_S = 2.0  # a rewind still waiting for its records after this is sought again
+STALL_AFTER_S = 5.0  # records on the broker, none delivered for this long: fetched again
 PROBE_TIMEOUT_S = 60.0  # a broker that cannot say what comes first in this long stops the worker
 
 
@@ -75,11 +76,20 @@ class InputGuard:
     """The positions of one stage's input partitions, kept in the stage's table (POSITION_KEY,
     one per partition) and written with every flush, after the state they vouch for."""
 
-    def __init__(self, app: Any, store: BufferedStore, topic: str, probe: LogProbe) -> None:
+    def __init__(
+        self,
+        app: Any,
+        store: BufferedStore,
+        topic: str,
+        probe: LogProbe,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
         self.store = store
         self.topic = topic
         self.probe = probe
+        self.clock = clock
+        self.received_at: dict[int, float] = {}  # when a record of the partition last came
         self.positions: dict[int, Position] = {}
         self.saved: dict[int, int] = {}
         self.sought_at: dict[int, float] = {}
@@ -98,6 +108,7 @@ class InputGuard:
     async def admit(self, message: Any) -> Step:
         """APPLY, SKIP (already applied), or REWIND (the consumer was sent back for the records
         before it)."""
+        self.received_at[message.partition] = self.clock()
         position = self._position(message.partition)
         step = position.step(message.offset)
         if step is Step.PROBE:
@@ -134,20 +145,46 @@ class InputGuard:
             self._position(message.partition).applied(message.offset)
         return True
 
-    async def retry(self, partition: int) -> None:
-        """From a tick: a rewind whose records have not come yet is sought again (Faust's fetch
-        loop can drop the records fetched again when a stale batch moved its read offset)."""
+    async def watch(self, partition: int) -> None:
+        """From a tick of the partition: fetch again what the consumer lost.
+
+        A rewind whose records have not come is sought again (Faust's fetch loop can drop the
+        records fetched again when a stale batch moved its read offset). And records the broker
+        holds beyond the next one to apply, none of which came for STALL_AFTER_S, are fetched
+        again from there: Faust's fetcher drops the rest of a fetched batch when its flow stops
+        or a rebalance begins, and at the end of a recovery, without moving the client's
+        position back, so without this they would come only with the next rebalance."""
+        now = self.clock()
         position = self.positions.get(partition)
+        if position is not None and position.rewinding:
+            if now - self.sought_at.get(partition, 0.0) >= RESEEK_AFTER_S:
+                await self._seek(partition, position)
+            return
+        quiet_since = self.received_at.setdefault(partition, now)
         if (
-            position is not None
-            and position.rewinding
-            and time.monotonic() - self.sought_at.get(partition, 0.0) >= RESEEK_AFTER_S
+            now - quiet_since < STALL_AFTER_S
+            or now - self.sought_at.get(partition, -1e9) < STALL_AFTER_S
         ):
-            await self._seek(partition, position)
+            return
+        highwater = self.app.consumer.highwater(TP(self.topic, partition))
+        following = self.next_offset(partition)
+        if highwater is None or highwater <= following:
+            return
+        self.sought_at[partition] = now
+        log.warning(
+            "%s[%d]: records from offset %d are on the broker (up to %d) but none came for "
+            "%.0f s: fetching them again",
+            self.topic,
+            partition,
+            following,
+            highwater,
+            now - quiet_since,
+        )
+        await self.app.consumer.seek_wait({TP(self.topic, partition): following})
 
     async def _seek(self, partition: int, position: Position) -> None:
         assert position.first is not None
-        self.sought_at[partition] = time.monotonic()
+        self.sought_at[partition] = self.clock()
         self.sought_for[partition] = position.next
         log.warning(
             "%s[%d]: records from offset %d were skipped by the consumer: fetching them again",
@@ -173,4 +210,5 @@ class InputGuard:
         self.saved.pop(partition, None)
         self.sought_at.pop(partition, None)
         self.sought_for.pop(partition, None)
+        self.received_at[partition] = self.clock()  # a new owner's fetch gets its time
         self.epochs[partition] = self.epoch(partition) + 1

@@ -325,24 +325,18 @@ class Worker:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def stacks(self, wait: float = 2.0) -> str:
-        """Where every task of a live worker stands (mode's SIGUSR1 dump, in its log), cut to
-        the frames of the project, Faust and the Kafka client: why a worker that answers HTTP
-        stopped processing."""
+        """Where every task of a live worker waits (`stream_app.diagnostics`, on SIGUSR2, in
+        its log): why a worker that answers HTTP stopped processing."""
         if self.proc is None or self.proc.poll() is not None:
             return "(worker not running)"
         before = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.send_signal(signal.SIGUSR2)
         time.sleep(wait)
         with self.log_path.open("rb") as log:
             log.seek(before)
             dump = log.read().decode(errors="replace")
-        keep = [
-            line
-            for line in dump.splitlines()
-            if line.startswith("Stack for")
-            or any(part in line for part in ("/stream_app/", "/faust/", "/aiokafka/"))
-        ]
-        return "--- worker tasks (SIGUSR1):\n" + "\n".join(keep)[-8000:]
+        start = dump.find("--- main loop")
+        return "--- worker tasks (SIGUSR2):\n" + (dump[start:] if start >= 0 else dump)[:30000]
 
 
 def same(got: Any, want: Any) -> bool:
