@@ -18,6 +18,7 @@ import orjson
 from faust.streams import Stream
 from faust.types import TP
 
+from stream_app.checkpoint import Checkpoint
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes
@@ -69,8 +70,9 @@ def register(pipeline: Pipeline) -> None:
     calls_ticks = app.topic(topic("calls-ticks"), **raw)
     queue_ticks = app.topic(topic("queue-ticks"), **raw)
     queue_updates = app.topic(topic("queue-updates"), **raw)
-    # Records to other topics go through the worker's own producer, flushed before the state
-    # that relies on them (stream_app.outputs); ticks alone use Faust's.
+    # Records to other topics and the tables' changelogs go through the worker's own producer,
+    # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
+    # use Faust's.
     outputs = Outputs(client_options(settings))
 
     calls_table, queues_table = create_tables(
@@ -79,11 +81,18 @@ def register(pipeline: Pipeline) -> None:
         queue_partitions=pipeline.partitions[topic("queue-updates")],
     )
     clock = EventClock()  # the worker's: its calls events, and what calls partitions announce
+
+    def send_changelog(changelog: str, partition: int, key: bytes, value: bytes | None) -> Any:
+        return outputs.send_acked(changelog, value, key=key, partition=partition)
+
     # A flush ends with the input position, which vouches for everything before it.
-    calls_store = BufferedStore(calls_table, flush_rank=lambda key: int(key == POSITION_KEY))
+    calls_store = BufferedStore(
+        calls_table, flush_rank=lambda key: int(key == POSITION_KEY), send=send_changelog
+    )
     queues_store = BufferedStore(
         queues_table,
         flush_rank=lambda key: 9 if key == POSITION_KEY else QueueStage.flush_rank(key),
+        send=send_changelog,
     )
     probe = LogProbe(settings)
     calls_guard = InputGuard(app, calls_store, topic("call-events"), probe)
@@ -109,33 +118,12 @@ def register(pipeline: Pipeline) -> None:
         zone=settings.zone,
     )
     queues = QueueStage(queues_store, windows, pipeline.sla)
-    # Records processed but not acked yet, per (stage, partition): acked after their writes
-    # are flushed to the table, so a crash redoes exactly the records whose effects it lost.
-    pending: dict[tuple[str, int], list[Any]] = {}
-
-    async def settle(
-        stage: str, store: BufferedStore, guard: InputGuard, event: Any, *, force: bool
-    ) -> None:
-        """Hold a processed record; every FLUSH_EVERY records (and on a tick) make its partition's
-        effects durable in order (outputs, then state, then the input position) and ack them.
-
-        Faust's own flush before a commit gives up after 0.1 s, and its buffer hands changelog
-        records to the client in a background task, so nothing here trusts either: the outputs
-        go through the worker's own producer and are flushed (stream_app.outputs), the
-        changelog sends are acknowledged before the local store is written (tables.py)."""
-        partition = event.message.partition
-        held = pending.setdefault((stage, partition), [])
-        held.append(event)
-        if force or len(held) >= FLUSH_EVERY:
-            epoch = guard.epoch(partition)
-            await outputs.flush()
-            if guard.epoch(partition) != epoch:
-                return  # revoked meanwhile: the held records and their effects were dropped
-            guard.save(partition)
-            await store.flush()  # changelog acknowledged, then the local store
-            for record in held:
-                record.ack()
-            held.clear()
+    # Records processed but not acked yet: acked once their outputs and state are durable, so a
+    # crash redoes exactly the records whose effects it may have lost (stream_app.checkpoint).
+    # Faust's own flush before a commit gives up after 0.1 s and its buffer hands changelog
+    # records to the client in a background task, so neither is trusted.
+    calls_checkpoint = Checkpoint(outputs, calls_store, calls_guard, every=FLUSH_EVERY)
+    queues_checkpoint = Checkpoint(outputs, queues_store, queues_guard, every=FLUSH_EVERY)
 
     collector = QueueCollector(
         app, queues, lambda: stream_now(), pipeline.sla, topic("queue-updates")
@@ -298,7 +286,7 @@ def register(pipeline: Pipeline) -> None:
                 continue  # dropped unacked: it is delivered again
             else:
                 await sweep_calls(message.partition)
-            await settle("calls", calls_store, calls_guard, event, force=tick)
+            await calls_checkpoint.hold(message.partition, event, now=tick)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -374,7 +362,7 @@ def register(pipeline: Pipeline) -> None:
                 continue
             else:
                 sweep_queues(partition)
-            await settle("queues", queues_store, queues_guard, event, force=tick)
+            await queues_checkpoint.hold(partition, event, now=tick)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
@@ -382,11 +370,11 @@ def register(pipeline: Pipeline) -> None:
                 calls.forget_partition(tp.partition)
                 calls_store.drop(tp.partition)
                 calls_guard.forget(tp.partition)
-                pending.pop(("calls", tp.partition), None)
+                calls_checkpoint.drop(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
                 queues_guard.forget(tp.partition)
-                pending.pop(("queues", tp.partition), None)
+                queues_checkpoint.drop(tp.partition)
                 seen_partitions.discard(tp.partition)
                 for queue in collector.queues_on(tp.partition):  # its new owner exports it now
                     with contextlib.suppress(KeyError):

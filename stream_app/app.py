@@ -48,7 +48,7 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         producer_acks=-1,
         processing_guarantee="at_least_once",
         table_standby_replicas=0,
-        # Records are acked once their table writes are flushed (agents.settle); a rebalance
+        # Records are acked once their table writes are flushed (stream_app.checkpoint); a rebalance
         # must not wait for acks of a partition that will get no more records here.
         stream_wait_empty=False,
         # A worker that died is noticed within 10 s (not Faust's 60 s): its partitions move on.

@@ -151,9 +151,11 @@ class InputGuard:
         A rewind whose records have not come is sought again (Faust's fetch loop can drop the
         records fetched again when a stale batch moved its read offset). And records the broker
         holds beyond the next one to apply, none of which came for STALL_AFTER_S, are fetched
-        again from there: Faust's fetcher drops the rest of a fetched batch when its flow stops
-        or a rebalance begins, and at the end of a recovery, without moving the client's
-        position back, so without this they would come only with the next rebalance."""
+        again from there. At the end of a recovery Faust resumes the input partitions, then
+        clears its stream buffers (flow control's clear-on-resume) after records were fetched
+        into them, and seeks back only partitions with a committed offset; its fetch loop also
+        drops the rest of a batch when a rebalance begins. Without this such records would come
+        only with the next rebalance (a worker idle with its input unread)."""
         now = self.clock()
         position = self.positions.get(partition)
         if position is not None and position.rewinding:

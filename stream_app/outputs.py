@@ -4,6 +4,10 @@ A stage sends without waiting (the client batches consecutive records into one r
 makes everything sent so far durable at once, with `flush()`, before the state that relies on
 it is written and its input acked. `flush()` fails on any record the broker did not take: a
 worker never acks input whose outputs may be lost (it stops; its successor redoes the input).
+The tables' changelog records go through it too (`send_acked`): their offsets are needed.
+
+Neither waits out the linger: aiokafka's own `flush()` does, so every checkpoint (one per tick
+and partition, a dozen a second) cost two lingers of the worker's time.
 
 Faust's own send path (`Topic.send`: a `FutureMessage`, sensors and callbacks per record) cost
 about a quarter of the calls stage's time, and its producer flush before a commit gives up after
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -32,6 +37,8 @@ class Outputs:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []
+        self._kick_planned = False
+        self._kicks: set[asyncio.Future[None]] = set()
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -64,13 +71,38 @@ class Outputs:
         )
         self._pending.append(future)
 
+    async def send_acked(
+        self, topic: str, value: bytes | None, *, key: bytes, partition: int
+    ) -> RecordMetadata:
+        """Send a record and return the broker's acknowledgement (its offset). The records sent
+        in the same turn of the event loop go in one request, without lingering."""
+        producer = await self._started()
+        future = await producer.send(topic, value, key=key, partition=partition)
+        if not self._kick_planned:
+            self._kick_planned = True
+            asyncio.get_running_loop().call_soon(self._kick)
+        return await future
+
+    def _kick(self) -> None:
+        self._kick_planned = False
+        if self._producer is not None:
+            task = asyncio.ensure_future(self._send_now(self._producer))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+
+    @staticmethod
+    async def _send_now(producer: AIOKafkaProducer) -> None:
+        """Close the batches the producer holds and wake its sender (what aiokafka does before a
+        transaction's commit), then wait until the broker answered for them."""
+        await producer._message_accumulator.flush_for_commit()
+
     async def flush(self) -> None:
         """Wait until the broker took every record sent so far; raise `OutputLost` otherwise."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         assert self._producer is not None
-        await self._producer.flush()
+        await self._send_now(self._producer)
         if any(not f.done() or f.cancelled() for f in pending):
             raise OutputLost("a record was neither taken nor refused by the producer's flush")
         errors = [error for f in pending if (error := f.exception()) is not None]

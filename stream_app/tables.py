@@ -96,6 +96,8 @@ class SentRecord(Protocol):
 
 
 ChangelogSend = Callable[[int, bytes, bytes | None], Awaitable[SentRecord]]
+# (changelog topic, partition, key, value or None for a delete) → the broker's acknowledgement
+ChangelogSender = Callable[[str, int, bytes, bytes | None], Awaitable[SentRecord]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +309,15 @@ class BufferedStore:
     """
 
     def __init__(
-        self, table: TableT[Any, Any], flush_rank: Callable[[str], int] = lambda _: 0
+        self,
+        table: TableT[Any, Any],
+        flush_rank: Callable[[str], int] = lambda _: 0,
+        send: ChangelogSender | None = None,
     ) -> None:
         self.backing = TableStore(table)
         self.buffers: dict[int, dict[str, bytes]] = {}
         self.flush_rank = flush_rank
+        self.sender = send
 
     @staticmethod
     def _partition() -> int | None:
@@ -372,7 +378,11 @@ class BufferedStore:
             elif encoded in store:
                 records.append((encoded, None))
 
+        topic, sender = store.changelog_topic, self.sender
+
         def send(target: int, key: bytes, value: bytes | None) -> Awaitable[SentRecord]:
+            if sender is not None:  # the worker's own producer: acknowledged without a linger
+                return sender(topic, target, key, value)
             sent: Awaitable[SentRecord] = table.send_changelog(
                 target, key, value, key_serializer="raw", value_serializer="raw"
             )

@@ -58,3 +58,33 @@ def test_a_record_the_broker_refuses_fails_the_flush() -> None:
 
     asyncio.run(run())
     assert [r.value for r in consume_all(topic, timeout=10)] == [b"fits"]
+
+
+def test_neither_a_flush_nor_an_acknowledged_send_waits_out_the_linger() -> None:
+    """A checkpoint waits for the broker, not for the producer's linger (aiokafka's own flush
+    waits it out): with a linger of a minute, both return in seconds."""
+    topic = unique_prefix("outputs") + "linger"
+
+    async def run() -> list[int]:
+        await create_topic(topic)
+        outputs = Outputs(kafka_options(), linger_ms=60_000)
+        try:
+            await outputs.send(topic, b"output")
+            await asyncio.wait_for(outputs.flush(), timeout=20)
+            acked = await asyncio.wait_for(
+                asyncio.gather(
+                    *(outputs.send_acked(topic, b"%d" % n, key=b"k", partition=0) for n in range(3))
+                ),
+                timeout=20,
+            )
+            return [meta.offset for meta in acked]
+        finally:
+            await outputs.stop()
+
+    assert asyncio.run(run()) == [1, 2, 3]
+    assert [r.value for r in consume_all(topic, expect=4, timeout=30)] == [
+        b"output",
+        b"0",
+        b"1",
+        b"2",
+    ]

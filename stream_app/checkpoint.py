@@ -1,0 +1,66 @@
+"""One stage's checkpoint: the order in which what a batch of input records did becomes durable.
+
+1. the records sent to other topics (the worker's output producer, flushed and acknowledged);
+2. the state, ending with the input position that vouches for it (the table's changelog,
+   acknowledged, then the local store);
+3. only then the input records are acked, so the consumer may commit past them.
+
+A crash between any two steps redoes input whose effects may be lost, and never skips any:
+outputs sent twice are revised or deduplicated downstream, state written twice is the same
+state. A partition revoked during a checkpoint keeps nothing of it: its records are not acked,
+its buffered state was dropped, and its next owner redoes them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Ackable(Protocol):
+    def ack(self) -> bool: ...
+
+
+class Flushable(Protocol):
+    async def flush(self) -> None: ...
+
+
+class Positions(Protocol):
+    def epoch(self, partition: int) -> int: ...
+
+    def save(self, partition: int) -> None: ...
+
+
+class Checkpoint:
+    """Holds a stage's processed, unacked records per partition and checkpoints a partition
+    every `every` records, or when asked (ticks)."""
+
+    def __init__(
+        self, outputs: Flushable, state: Flushable, positions: Positions, *, every: int
+    ) -> None:
+        self.outputs = outputs
+        self.state = state
+        self.positions = positions
+        self.every = every
+        self.held: dict[int, list[Ackable]] = {}
+
+    async def hold(self, partition: int, record: Ackable, *, now: bool = False) -> bool:
+        """Hold a processed record of `partition` (inside an agent, on a record of that
+        partition); checkpoint the partition when due. True when it was checkpointed."""
+        held = self.held.setdefault(partition, [])
+        held.append(record)
+        if not now and len(held) < self.every:
+            return False
+        epoch = self.positions.epoch(partition)
+        await self.outputs.flush()
+        if self.positions.epoch(partition) != epoch:
+            return False  # revoked meanwhile: the held records and their state were dropped
+        self.positions.save(partition)
+        await self.state.flush()
+        for done in held:
+            done.ack()
+        held.clear()
+        return True
+
+    def drop(self, partition: int) -> None:
+        """On revocation: the held records are not acked (their next owner redoes them)."""
+        self.held.pop(partition, None)

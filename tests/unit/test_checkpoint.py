@@ -1,0 +1,110 @@
+"""A stage's checkpoint without a broker: the order of durability, a failure at every step, and
+a revocation in the middle of one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stream_app.checkpoint import Checkpoint
+
+
+class Failure(Exception):
+    pass
+
+
+class World:
+    """Records what each step did, in order; fails or revokes at a named step when told."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.fail_at: str | None = None
+        self.revoke_at: str | None = None
+        self.epochs: dict[int, int] = {}
+
+    def step(self, name: str) -> None:
+        if self.revoke_at == name:
+            self.epochs[0] = self.epochs.get(0, 0) + 1
+        if self.fail_at == name:
+            raise Failure(name)
+        self.steps.append(name)
+
+    # the stage's outputs, state and positions
+    def epoch(self, partition: int) -> int:
+        return self.epochs.get(partition, 0)
+
+    def save(self, partition: int) -> None:
+        self.step(f"save position {partition}")
+
+
+class Step:
+    def __init__(self, world: World, name: str) -> None:
+        self.world, self.name = world, name
+
+    async def flush(self) -> None:
+        await asyncio.sleep(0)
+        self.world.step(self.name)
+
+
+class Record:
+    def __init__(self, world: World, name: str) -> None:
+        self.world, self.name = world, name
+
+    def ack(self) -> bool:
+        self.world.step(f"ack {self.name}")
+        return True
+
+
+def checkpoint(world: World, every: int = 3) -> Checkpoint:
+    return Checkpoint(Step(world, "outputs"), Step(world, "state"), world, every=every)
+
+
+def hold(cp: Checkpoint, world: World, name: str, *, partition: int = 0, now: bool = False) -> bool:
+    return asyncio.run(cp.hold(partition, Record(world, name), now=now))
+
+
+def test_every_nth_record_makes_outputs_then_state_then_position_durable_before_any_ack() -> None:
+    world = World()
+    cp = checkpoint(world)
+    assert [hold(cp, world, name) for name in ("a", "b")] == [False, False]
+    assert world.steps == []
+    assert hold(cp, world, "c")
+    assert world.steps == ["outputs", "save position 0", "state", "ack a", "ack b", "ack c"]
+    assert cp.held[0] == []
+
+
+def test_a_tick_checkpoints_at_once_and_partitions_are_held_apart() -> None:
+    world = World()
+    cp = checkpoint(world)
+    hold(cp, world, "p1-a", partition=1)
+    assert hold(cp, world, "p0-tick", now=True)
+    assert world.steps == ["outputs", "save position 0", "state", "ack p0-tick"]
+    assert [r.name for r in cp.held[1]] == ["p1-a"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("failing", ["outputs", "save position 0", "state"])
+def test_a_failure_at_any_step_acks_nothing_and_stops_the_later_steps(failing: str) -> None:
+    world = World()
+    cp = checkpoint(world, every=1)
+    world.fail_at = failing
+    with pytest.raises(Failure):
+        hold(cp, world, "a")
+    order = ["outputs", "save position 0", "state"]
+    assert world.steps == order[: order.index(failing)]
+    assert not any(step.startswith("ack") for step in world.steps)
+
+
+def test_a_partition_revoked_during_the_outputs_flush_keeps_nothing_of_the_checkpoint() -> None:
+    world = World()
+    cp = checkpoint(world, every=2)
+    hold(cp, world, "a")
+    world.revoke_at = "outputs"
+    assert not hold(cp, world, "b")
+    assert world.steps == ["outputs"]  # no position saved, no state written, nothing acked
+    cp.drop(0)  # the revocation's handler
+    world.revoke_at = None
+    world.steps.clear()
+    assert not hold(cp, world, "c")  # assigned again: the count starts afresh
+    assert hold(cp, world, "d")
+    assert world.steps == ["outputs", "save position 0", "state", "ack c", "ack d"]
