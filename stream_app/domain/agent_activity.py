@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from stream_app.domain.calls import CallState
-from stream_app.domain.model import AGENT_TYPE_RANK, TYPE_RANK, AgentEvent
+from stream_app.domain.events import KEY_SEPARATOR, format_ts
+from stream_app.domain.model import AGENT_EVENT_TYPES, AGENT_TYPE_RANK, TYPE_RANK, AgentEvent
 from stream_app.domain.queues import ROLLING_WINDOWS_MS
 from stream_app.domain.windows import (
     MINUTE_MS,
@@ -57,28 +58,10 @@ BUSY_STATES: tuple[str, ...] = ("ringing", "on_call", "after_call_work")
 QUEUE_STATES: tuple[str, ...] = ("available", "ringing", "on_call", "after_call_work", "not_ready")
 _PRIORITY = ("on_call", "ringing", "after_call_work")  # which call activity wins an overlap
 
-_LOGIN, _QUEUES, _READY, _NOT_READY, _LOGOUT = (
-    AGENT_TYPE_RANK[name]
-    for name in (
-        "agent_logged_in",
-        "agent_queues",
-        "agent_ready",
-        "agent_not_ready",
-        "agent_logged_out",
-    )
-)
-# Call events, by TYPE_RANK, that take a ringing call away from the agent it rings at.
-_RING_ENDERS = frozenset(
-    TYPE_RANK[name]
-    for name in (
-        "queue_entered",
-        "agent_offered",
-        "call_answered",
-        "queue_left",
-        "call_abandoned",
-        "call_ended",
-    )
-)
+_LOGIN, _QUEUES, _READY, _NOT_READY, _LOGOUT = (AGENT_TYPE_RANK[t] for t in AGENT_EVENT_TYPES)
+# Call events that take a ringing call away from the agent it rings at: every type from
+# queue_entered to call_ended (queued again, offered again, answered, left, abandoned, ended).
+_RING_ENDERS = frozenset(range(TYPE_RANK["queue_entered"], TYPE_RANK["call_ended"] + 1))
 
 Window = tuple[int, int | None]  # (start, end); end None while it lasts
 # A stored agent event: (ts, AGENT_TYPE_RANK, event_id, queues, reason)
@@ -420,6 +403,41 @@ def _merge_timeline(
         if not spans or spans[-1][1:] != span[1:]:
             spans.append(span)
     return spans
+
+
+# -- agent-metrics --------------------------------------------------------------------------------
+
+NO_REASON = "unspecified"  # the `not_ready_reasons` key of time not ready without a reason
+
+
+def agent_interval_key(agent_id: str, start: int) -> str:
+    """The compacted `agent-metrics` key: the latest revision of an interval wins."""
+    return f"{agent_id}{KEY_SEPARATOR}{format_ts(start)}"
+
+
+def agent_interval_record(
+    agent: AgentActivity, start: int, end: int, now: int, revision: int
+) -> dict[str, object]:
+    """The `agent-metrics` value (contract §6), keys in the contract's order; the caller sends
+    one only for an interval with staffed time."""
+    time = agent.state_time(start, end, now)
+    answered = agent.answered(start, end)
+    handled, handle_ms = agent.handled(start, end)
+    reasons: dict[str, int] = {}
+    for reason, ms in time.not_ready_reasons.items():
+        reasons[reason or NO_REASON] = reasons.get(reason or NO_REASON, 0) + ms
+    return {
+        "agent_id": agent.agent_id,
+        "interval_start": format_ts(start),
+        "interval_end": format_ts(end),
+        "answered": answered,
+        "handle_seconds_sum": handle_ms / 1000,
+        "aht_seconds": handle_ms / (handled * 1000) if handled else None,
+        **{state: time.ms[state] / 1000 for state in QUEUE_STATES},
+        "not_ready_reasons": {reason: reasons[reason] / 1000 for reason in sorted(reasons)},
+        "occupancy": time.occupancy,
+        "revision": revision,
+    }
 
 
 # -- from a call's events ---------------------------------------------------------------------

@@ -18,6 +18,8 @@ from stream_app.domain.agent_activity import (
     Span,
     StateTime,
     agent_calls,
+    agent_interval_key,
+    agent_interval_record,
     agents_by_state,
     queue_state_time,
     staffed_average,
@@ -565,3 +567,34 @@ def test_today_on_dst_days_counts_the_local_day(day_start_utc: int, hours: int) 
     time = queue_state_time([agent], "sales", start, end, late)
     assert time.ms["available"] == hours * 3_600_000
     assert staffed_average(time, start, end, late) == 1.0
+
+
+# -- agent-metrics --------------------------------------------------------------------------------
+
+
+def test_an_agent_metrics_record() -> None:
+    state = activity(
+        agent_event("agent_logged_in", 0, ["sales"]),
+        *answered_call("c1", 10, 15, 75, 90),
+        agent_event("agent_not_ready", 100, reason="break"),
+        agent_event("agent_not_ready", 200),
+        agent_event("agent_logged_out", 250),
+    )
+    start, end = T0, T0 + 15 * MINUTE_MS
+    assert agent_interval_key("a1", start) == "a1|2026-03-02T10:00:00Z"
+    assert agent_interval_record(state, start, end, end + 1, 2) == {
+        "agent_id": "a1",
+        "interval_start": "2026-03-02T10:00:00Z",
+        "interval_end": "2026-03-02T10:15:00Z",
+        "answered": 1,
+        "handle_seconds_sum": 75.0,
+        "aht_seconds": 75.0,
+        "available": 20.0,
+        "ringing": 5.0,
+        "on_call": 60.0,
+        "after_call_work": 15.0,
+        "not_ready": 150.0,
+        "not_ready_reasons": {"break": 100.0, "unspecified": 50.0},
+        "occupancy": 0.8,
+        "revision": 2,
+    }
