@@ -77,7 +77,7 @@ _SHORT = reprlib.Repr()  # bounded in depth and length: JSON may nest past Pytho
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 200, 200
 
 
-def _quote(value: object, limit: int = 60) -> str:
+def quote(value: object, limit: int = 60) -> str:
     text = _SHORT.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -90,6 +90,26 @@ def parse_event(
     max_future_ms: int = 300_000,
 ) -> Event:
     """Validate one record value; `now_ms` is the wall clock, to reject events from the future."""
+    obj = decode_record(raw, max_bytes)
+    event_id = required_str(obj, "event_id")
+    call_id = required_str(obj, "call_id")
+    type_ = required_str(obj, "type")
+    if type_ not in TYPE_RANK:
+        raise Rejected("unknown_type", f"type {quote(type_)}")
+    ts = event_time(obj, now_ms, max_future_ms)
+    queue = optional_name(obj, "queue")
+    agent_id = optional_name(obj, "agent_id")
+    tenant = optional_name(obj, "tenant", separator_ok=True)
+    reason = optional_str(obj, "reason")
+    if queue is None and type_ == "queue_entered":
+        raise Rejected("missing_queue", "queue_entered needs a queue")
+    if agent_id is None and type_ == "call_answered":
+        raise Rejected("missing_agent", "call_answered needs an agent_id")
+    return Event(event_id, call_id, type_, ts, queue, agent_id, tenant, reason)
+
+
+def decode_record(raw: bytes | None, max_bytes: int) -> dict[str, object]:
+    """The record value as a JSON object: the checks every input topic starts with."""
     if raw is None:
         raise Rejected("invalid_json", "the record has no value")
     if len(raw) > max_bytes:
@@ -100,12 +120,11 @@ def parse_event(
         raise Rejected("invalid_json", str(exc)) from None
     if type(obj) is not dict:
         raise Rejected("not_an_object", f"a JSON {type(obj).__name__}, not an object")
+    return obj
 
-    event_id = _required_str(obj, "event_id")
-    call_id = _required_str(obj, "call_id")
-    type_ = _required_str(obj, "type")
-    if type_ not in TYPE_RANK:
-        raise Rejected("unknown_type", f"type {_quote(type_)}")
+
+def event_time(obj: dict[str, object], now_ms: int, max_future_ms: int) -> int:
+    """The record's `ts`, refused when it lies further ahead of the wall clock than allowed."""
     raw_ts = obj.get("ts")
     if raw_ts is None:
         raise Rejected("missing_field", "ts is missing")
@@ -114,52 +133,46 @@ def parse_event(
         raise Rejected(
             "future_timestamp", f"ts {format_ts(ts)} is {ts - now_ms} ms ahead of the wall clock"
         )
-    queue = _optional_name(obj, "queue")
-    agent_id = _optional_name(obj, "agent_id")
-    tenant = _optional_name(obj, "tenant")
-    reason = _optional_str(obj, "reason")
-    if queue is None and type_ == "queue_entered":
-        raise Rejected("missing_queue", "queue_entered needs a queue")
-    if agent_id is None and type_ == "call_answered":
-        raise Rejected("missing_agent", "call_answered needs an agent_id")
-    return Event(event_id, call_id, type_, ts, queue, agent_id, tenant, reason)
+    return ts
 
 
-def _required_str(obj: dict[str, object], name: str) -> str:
+def required_str(obj: dict[str, object], name: str) -> str:
     value = obj.get(name)
     if value is None:
         raise Rejected("missing_field", f"{name} is missing")
     if type(value) is not str or not value:
-        raise Rejected("invalid_field", f"{name} must be a non-empty string, got {_quote(value)}")
+        raise Rejected("invalid_field", f"{name} must be a non-empty string, got {quote(value)}")
     return value
 
 
-def _optional_str(obj: dict[str, object], name: str) -> str | None:
+def optional_str(obj: dict[str, object], name: str) -> str | None:
     value = obj.get(name)
     if value is None:
         return None
     if type(value) is not str:
-        raise Rejected("invalid_field", f"{name} must be a string, got {_quote(value)}")
+        raise Rejected("invalid_field", f"{name} must be a string, got {quote(value)}")
     return value or None  # an empty string says as much as an absent field
 
 
-def _optional_name(obj: dict[str, object], name: str) -> str | None:
+def optional_name(obj: dict[str, object], name: str, *, separator_ok: bool = False) -> str | None:
+    value = optional_str(obj, name)
+    return None if value is None else check_name(value, name, separator_ok=separator_ok)
+
+
+def check_name(value: str, name: str, *, separator_ok: bool = False) -> str:
     """A queue, agent or tenant: at most MAX_NAME_CHARS, no control characters (they would reach
     Prometheus labels and BI keys); no '|' in a queue or agent, which separates the parts of
     the `queue-metrics` (and agent) keys, so a name that holds it is rejected, not escaped."""
-    value = _optional_str(obj, name)
-    if value is None:
-        return None
     if len(value) > MAX_NAME_CHARS:
         raise Rejected(
             "invalid_field", f"{name} has {len(value)} characters, more than {MAX_NAME_CHARS}"
         )
     if _CONTROL.search(value) is not None:
-        raise Rejected("invalid_field", f"{name} holds a control character: {_quote(value)}")
-    if name != "tenant" and KEY_SEPARATOR in value:
+        raise Rejected("invalid_field", f"{name} holds a control character: {quote(value)}")
+    if not separator_ok and KEY_SEPARATOR in value:
         raise Rejected(
             "invalid_field",
-            f"{name} holds '{KEY_SEPARATOR}', the separator of output keys: {_quote(value)}",
+            f"{name} holds '{KEY_SEPARATOR}', the separator of output keys: {quote(value)}",
         )
     return value
 
@@ -175,16 +188,14 @@ def parse_ts(value: object) -> int:
     elif type(value) is str:
         parsed = _parse_rfc3339(value)
         if parsed is None:
-            raise Rejected(
-                "invalid_timestamp", f"ts {_quote(value)} is not RFC 3339 with an offset"
-            )
+            raise Rejected("invalid_timestamp", f"ts {quote(value)} is not RFC 3339 with an offset")
         ts = parsed
     else:
         raise Rejected(
-            "invalid_timestamp", f"ts must be an RFC 3339 string or integer ms, got {_quote(value)}"
+            "invalid_timestamp", f"ts must be an RFC 3339 string or integer ms, got {quote(value)}"
         )
     if not MIN_TS <= ts < MAX_TS:
-        raise Rejected("invalid_timestamp", f"ts {_quote(value)} is outside years 1970..9999")
+        raise Rejected("invalid_timestamp", f"ts {quote(value)} is outside years 1970..9999")
     return ts
 
 

@@ -1,4 +1,4 @@
-"""The values that cross the domain core's boundaries: a parsed event and a call's per-queue facts.
+"""The values that cross the domain core's boundaries: parsed events and a call's per-queue facts.
 
 Timestamps are integer epoch milliseconds (UTC) everywhere inside the core; spans are
 integer milliseconds, so sums stay exact and seconds are derived only when figures are read.
@@ -37,6 +37,30 @@ class Event(NamedTuple):
     agent_id: str | None = None
     tenant: str | None = None
     reason: str | None = None  # why a `queue_left` happened, when the source says
+
+
+# Agent event types of contract §6, in the order that breaks ties between events of one agent
+# with the same `ts`: a login and a not-ready at one instant leave the agent not ready.
+AGENT_EVENT_TYPES: tuple[str, ...] = (
+    "agent_logged_in",
+    "agent_queues",
+    "agent_ready",
+    "agent_not_ready",
+    "agent_logged_out",
+)
+AGENT_TYPE_RANK: dict[str, int] = {name: rank for rank, name in enumerate(AGENT_EVENT_TYPES)}
+
+
+class AgentEvent(NamedTuple):
+    """One validated `agent-events` event (contract §6)."""
+
+    event_id: str
+    agent_id: str
+    type: str
+    ts: int  # epoch milliseconds, UTC
+    queues: tuple[str, ...] | None = None  # agent_logged_in, agent_queues: distinct, sorted
+    reason: str | None = None  # agent_not_ready: break, lunch, training...
+    tenant: str | None = None
 
 
 class Contribution(NamedTuple):
