@@ -18,7 +18,7 @@ import orjson
 from faust.streams import Stream
 from faust.types import TP
 
-from stream_app.checkpoint import Checkpoint
+from stream_app.checkpoint import Checkpoint, stop_on_failure
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes
@@ -275,6 +275,7 @@ def register(pipeline: Pipeline) -> None:
             )
 
     @app.agent(events_in, concurrency=1)
+    @stop_on_failure("calls")
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
         async for event in cast(Stream[bytes], stream).noack().events():
             message = event.message
@@ -340,6 +341,7 @@ def register(pipeline: Pipeline) -> None:
             metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
 
     @app.agent(updates_in, concurrency=1)
+    @stop_on_failure("queues")
     async def process_queues(stream: faust.StreamT[bytes]) -> None:
         async for event in cast(Stream[bytes], stream).noack().events():
             message = event.message

@@ -13,7 +13,15 @@ its buffered state was dropped, and its next owner redoes them.
 
 from __future__ import annotations
 
-from typing import Protocol
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+EXIT_STAGE_FAILED = 70  # a stage raised: the worker exits rather than run on past lost effects
 
 
 class Ackable(Protocol):
@@ -64,3 +72,39 @@ class Checkpoint:
     def drop(self, partition: int) -> None:
         """On revocation: the held records are not acked (their next owner redoes them)."""
         self.held.pop(partition, None)
+
+
+AgentFun = Callable[[Any], Coroutine[Any, Any, None]]
+
+
+def stop_on_failure(
+    stage: str, exit: Callable[[int], Any] = os._exit
+) -> Callable[[AgentFun], AgentFun]:
+    """Wrap an agent so that an exception stops the worker process.
+
+    Faust restarts a crashed agent in the same process, with the stage's buffered state and
+    input positions in memory still advanced past records whose outputs or state just failed
+    to become durable (`OutputLost`, a refused changelog write, `ProbeFailed`): the next
+    checkpoint would vouch for them. Exiting instead leaves the durable state as the last
+    checkpoint made it; the restarted worker, or another one, redoes the rest."""
+
+    def wrap(agent: AgentFun) -> AgentFun:
+        @functools.wraps(agent)
+        async def guarded(stream: Any) -> None:
+            try:
+                await agent(stream)
+            except Exception:
+                log.critical(
+                    "the %s stage failed; the worker exits (status %d) so that nothing is acked "
+                    "past what was made durable",
+                    stage,
+                    EXIT_STAGE_FAILED,
+                    exc_info=True,
+                )
+                sys.stderr.flush()
+                exit(EXIT_STAGE_FAILED)
+                raise
+
+        return guarded
+
+    return wrap

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 Headers = Sequence[tuple[str, bytes]]
+OUTAGE_TOLERANCE_MS = 120_000
 
 
 class OutputLost(RuntimeError):
@@ -50,6 +51,9 @@ class Outputs:
                         enable_idempotence=True,  # a retried request never writes a record twice
                         linger_ms=self.linger_ms,
                         max_batch_size=1024 * 1024,
+                        # A record waits this long for a broker that went away (a restart, a
+                        # leader moving) before the flush reports it lost and the worker exits.
+                        request_timeout_ms=OUTAGE_TOLERANCE_MS,
                     )
                     await producer.start()
                     self._producer = producer

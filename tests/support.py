@@ -34,9 +34,9 @@ BROKER_CA = Path(os.environ.get("KAFKA_RUN_DIR", ROOT / "kafka" / ".run")) / "tl
 STREAM_APP = ROOT / ".venv" / "bin" / "stream-app"
 
 
-def kafka_options() -> dict[str, Any]:
+def kafka_options(bootstrap: str = BOOTSTRAP) -> dict[str, Any]:
     """The tests' own clients connect as the project's do (KAFKA_SECURITY_PROTOCOL… honoured)."""
-    return client_options(load_settings({**os.environ, "KAFKA_BOOTSTRAP": BOOTSTRAP}))
+    return client_options(load_settings({**os.environ, "KAFKA_BOOTSTRAP": bootstrap}))
 
 
 def unique_prefix(tag: str) -> str:
@@ -85,12 +85,14 @@ Valueish = bytes | str | dict[str, Any] | None
 
 
 def produce(
-    topic: str, records: Iterable[tuple[Keyish, Valueish] | tuple[Keyish, Valueish, Headers]]
+    topic: str,
+    records: Iterable[tuple[Keyish, Valueish] | tuple[Keyish, Valueish, Headers]],
+    bootstrap: str = BOOTSTRAP,
 ) -> int:
     """Produce (key, value[, headers]) records; wait until the broker acknowledged every one."""
 
     async def run() -> int:
-        producer = AIOKafkaProducer(**kafka_options(), acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", linger_ms=5)
         await producer.start()
         try:
             futures = []
@@ -113,13 +115,18 @@ def produce(
 
 
 def consume_all(
-    topic: str, *, expect: int | None = None, timeout: float = 30.0, idle: float = 2.0
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout: float = 30.0,
+    idle: float = 2.0,
+    bootstrap: str = BOOTSTRAP,
 ) -> list[Record]:
     """Read a topic from the beginning: until `expect` records arrived, or nothing new for `idle` s."""
 
     async def run() -> list[Record]:
         consumer = AIOKafkaConsumer(
-            **kafka_options(), enable_auto_commit=False, auto_offset_reset="earliest"
+            **kafka_options(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:
@@ -337,6 +344,51 @@ class Worker:
             dump = log.read().decode(errors="replace")
         start = dump.find("--- main loop")
         return "--- worker tasks (SIGUSR2):\n" + (dump[start:] if start >= 0 else dump)[:30000]
+
+
+class OwnBroker:
+    """A broker of a test's own (scripts/kafka.sh with its own data directory and ports), for a
+    test that kills it: the shared broker serves the other tests."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "KAFKA_RUN_DIR": str(run_dir),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_SASL_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def up(self, timeout: float = 300.0) -> None:
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "kafka.sh"), "up"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def kill(self) -> None:
+        """SIGKILL, as a machine failure would stop it; its data stays for the next `up`."""
+        pidfile = self.run_dir / "broker.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text())
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 def same(got: Any, want: Any) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_app.domain.events import format_ts
-from tests.support import Record, Worker, consume_all, produce
+from tests.support import BOOTSTRAP, Record, Worker, consume_all, produce
 
 INTERVAL_MS = 15 * 60_000
 
@@ -46,8 +46,8 @@ class Calls:
         self.add(call_id, "call_answered", ts + speed_ms, agent_id=agent_id)
 
 
-def send(prefix: str, events: list[tuple[str, dict[str, Any]]]) -> None:
-    produce(prefix + "call-events", [(key, value) for key, value in events])
+def send(prefix: str, events: list[tuple[str, dict[str, Any]]], bootstrap: str = BOOTSTRAP) -> None:
+    produce(prefix + "call-events", [(key, value) for key, value in events], bootstrap)
 
 
 def latest_by_key(records: list[Record]) -> dict[str, dict[str, Any]]:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from stream_app.domain.events import parse_ts
 from stream_app.sources.anonymous_bank import load
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
-from tests.support import DATASET, Worker, consume_all, make_worker, unique_prefix
+from tests.integration.test_workers import exported
+from tests.support import (
+    BOOTSTRAP,
+    DATASET,
+    OwnBroker,
+    Worker,
+    consume_all,
+    make_worker,
+    unique_prefix,
+)
 
 UNTIL_MS = 918_259_200_000  # 1999-02-06T00:00:00Z: five days of the real month
 
@@ -38,69 +50,76 @@ def wait_processed(worker: Worker, target: float) -> None:
     )
 
 
-def outputs(prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+Outputs = tuple[dict[str, Any], dict[str, Any]]
+
+
+def outputs(prefix: str, bootstrap: str = BOOTSTRAP) -> Outputs:
     metrics = {
         k: {f: v for f, v in r.items() if f != "revision"}
         for k, r in latest_by_key(
-            consume_all(prefix + "queue-metrics", idle=2.0, timeout=60)
+            consume_all(prefix + "queue-metrics", idle=2.0, timeout=60, bootstrap=bootstrap)
         ).items()
     }
-    outcomes = latest_by_key(consume_all(prefix + "call-outcomes", idle=2.0, timeout=60))
+    outcomes = latest_by_key(
+        consume_all(prefix + "call-outcomes", idle=2.0, timeout=60, bootstrap=bootstrap)
+    )
     return metrics, outcomes
 
 
-def run_clean(
-    tmp_path: Path, workers: list[Worker], events: list[tuple[str, dict[str, Any]]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_clean(tmp_path: Path, events: list[tuple[str, dict[str, Any]]]) -> Outputs:
     prefix = unique_prefix("clean")
-    worker = make_worker(tmp_path, prefix, name="clean")
-    workers.append(worker.start())
-    worker.wait_ready()
-    send(prefix, events)
-    wait_for(
-        lambda: processed(worker) >= len(events) and worker.backlog() == 0,
-        timeout=600,
-        every=2,
-        message="clean run drained, both stages",
-    )
+    worker = make_worker(tmp_path, prefix, name="clean").start()
+    try:
+        worker.wait_ready()
+        send(prefix, events)
+        wait_for(
+            lambda: processed(worker) >= len(events) and worker.backlog() == 0,
+            timeout=600,
+            every=2,
+            message="clean run drained, both stages",
+        )
+        return settled_outputs(prefix)
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.stop(signal.SIGKILL)
+
+
+def settled_outputs(prefix: str, bootstrap: str = BOOTSTRAP) -> Outputs:
     previous: list[Any] = [None]
 
-    def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
-        current = outputs(prefix)
+    def settled() -> Outputs | None:
+        current = outputs(prefix, bootstrap=bootstrap)
         stable = current == previous[0] and current[0]
         previous[0] = current
         return current if stable else None
 
-    result: tuple[dict[str, Any], dict[str, Any]] = wait_for(
-        settled, timeout=300, every=5, message="clean outputs settle"
-    )
+    result: Outputs = wait_for(settled, timeout=300, every=5, message="clean outputs settle")
     return result
 
 
-def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
-    tmp_path: Path, workers: list[Worker]
-) -> None:
+@pytest.fixture(scope="module")
+def clean(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[list[tuple[str, dict[str, Any]]], Outputs]:
+    """The workload and the outputs of one worker that took it all without a fault."""
     events = workload()
-    clean_metrics, clean_outcomes = run_clean(tmp_path, workers, events)
-    assert len(clean_metrics) > 300
+    result = run_clean(tmp_path_factory.mktemp("clean"), events)
+    assert len(result[0]) > 300
+    return events, result
 
-    prefix = unique_prefix("crash")
-    worker = make_worker(tmp_path, prefix, name="crash")
-    workers.append(worker.start())
-    worker.wait_ready()
-    send(prefix, events)
-    for fraction in (0.3, 0.7):
-        wait_processed(worker, fraction * len(events))
-        worker.stop(signal.SIGKILL)
-        worker = Worker(env=worker.env, log_path=worker.log_path)  # same DATA_DIR, same group
-        workers.append(worker.start())
-        worker.wait_ready()
+
+def assert_reaches(
+    clean_outputs: Outputs, prefix: str, live: list[Worker], bootstrap: str = BOOTSTRAP
+) -> None:
+    """The run under test ends with exactly the clean run's records, key by key."""
+    clean_metrics, clean_outcomes = clean_outputs
 
     def differences() -> list[str]:
-        assert worker.proc is not None
-        if worker.proc.poll() is not None:
-            return [f"the restarted worker exited ({worker.proc.returncode}):\n{worker.log()}"]
-        metrics, outcomes = outputs(prefix)
+        for worker in live:
+            assert worker.proc is not None
+            if worker.proc.poll() is not None:
+                return [f"a worker exited ({worker.proc.returncode}):\n{worker.log()}"]
+        metrics, outcomes = outputs(prefix, bootstrap=bootstrap)
         out = []
         for name, got, want in (
             ("queue-metrics", metrics, clean_metrics),
@@ -118,11 +137,83 @@ def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
         return not last
 
     try:
-        wait_for(
-            identical, timeout=600, every=5, message="crash run reaches the clean run's outputs"
-        )
+        wait_for(identical, timeout=600, every=5, message="the run reaches the clean run's outputs")
     except AssertionError:
         shown = "\n".join(last[:10])
         raise AssertionError(
             f"{len(last)} differences from the clean run, e.g.:\n{shown}"
         ) from None
+
+
+def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
+    tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
+) -> None:
+    events, clean_outputs = clean
+    prefix = unique_prefix("crash")
+    worker = make_worker(tmp_path, prefix, name="crash")
+    workers.append(worker.start())
+    worker.wait_ready()
+    send(prefix, events)
+    for fraction in (0.3, 0.7):
+        wait_processed(worker, fraction * len(events))
+        worker.stop(signal.SIGKILL)
+        worker = Worker(env=worker.env, log_path=worker.log_path)  # same DATA_DIR, same group
+        workers.append(worker.start())
+        worker.wait_ready()
+    assert_reaches(clean_outputs, prefix, [worker])
+
+
+def test_a_worker_joining_mid_stream_then_the_first_killed_gives_the_figures_of_a_clean_run(
+    tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
+) -> None:
+    """A second worker takes half the partitions in the middle of the month; then the first is
+    killed and the second takes them all. While both run, no queue is exported by both."""
+    events, clean_outputs = clean
+    prefix = unique_prefix("join")
+    first = make_worker(tmp_path, prefix, name="first")
+    workers.append(first.start())
+    first.wait_ready()
+    send(prefix, events)
+    wait_processed(first, 0.3 * len(events))
+    second = make_worker(tmp_path, prefix, name="second")
+    workers.append(second.start())
+    second.wait_ready()  # the group gave it partitions: a rebalance mid-stream
+
+    def both_export() -> tuple[set[str], set[str]] | None:
+        a, b = exported(first), exported(second)
+        return (a, b) if a and b else None
+
+    a, b = wait_for(both_export, timeout=120, message="both workers export queues")
+    assert not a & b, f"exported by both workers: {sorted(a & b)}"
+    wait_for(
+        lambda: processed(first) + processed(second) >= 0.6 * len(events),
+        timeout=600,
+        every=0.5,
+        message="60 % processed by the two",
+    )
+    first.stop(signal.SIGKILL)
+    assert_reaches(clean_outputs, prefix, [second])
+    assert exported(second)  # it took the dead worker's queues as well
+
+
+def test_the_broker_killed_mid_stream_and_restarted_gives_the_figures_of_a_clean_run(
+    tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
+) -> None:
+    """A broker of the test's own (its data and ports; the shared one serves other tests) is
+    killed with SIGKILL in the middle of the month, then started again on the same data."""
+    events, clean_outputs = clean
+    broker = OwnBroker(tmp_path / "kafka")
+    broker.up()
+    try:
+        prefix = unique_prefix("broker")
+        worker = make_worker(tmp_path, prefix, name="w", KAFKA_BOOTSTRAP=broker.bootstrap)
+        workers.append(worker.start())
+        worker.wait_ready()
+        send(prefix, events, bootstrap=broker.bootstrap)
+        wait_processed(worker, 0.4 * len(events))
+        broker.kill()
+        time.sleep(5)
+        broker.up()
+        assert_reaches(clean_outputs, prefix, [worker], bootstrap=broker.bootstrap)
+    finally:
+        broker.kill()

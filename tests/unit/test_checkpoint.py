@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from stream_app.checkpoint import Checkpoint
+from stream_app.checkpoint import EXIT_STAGE_FAILED, Checkpoint, stop_on_failure
+from stream_app.outputs import OutputLost
 
 
 class Failure(Exception):
@@ -108,3 +109,21 @@ def test_a_partition_revoked_during_the_outputs_flush_keeps_nothing_of_the_check
     assert not hold(cp, world, "c")  # assigned again: the count starts afresh
     assert hold(cp, world, "d")
     assert world.steps == ["outputs", "save position 0", "state", "ack c", "ack d"]
+
+
+def test_a_stage_that_raises_stops_the_worker_and_a_cancelled_one_does_not() -> None:
+    exits: list[int] = []
+
+    async def failing(stream: object) -> None:
+        raise OutputLost("the broker did not take 1 of 1 records")
+
+    async def cancelled(stream: object) -> None:
+        raise asyncio.CancelledError  # a rebalance restarts the agent: not a failure
+
+    with pytest.raises(OutputLost):
+        asyncio.run(stop_on_failure("calls", exit=exits.append)(failing)(None))
+    assert exits == [EXIT_STAGE_FAILED]
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(stop_on_failure("calls", exit=exits.append)(cancelled)(None))
+    assert exits == [EXIT_STAGE_FAILED]
+    assert stop_on_failure("queues")(failing).__name__ == "failing"  # Faust names agents by it
