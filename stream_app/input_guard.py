@@ -20,6 +20,7 @@ from stream_app.tables import BufferedStore
 log = logging.getLogger(__name__)
 RESEEK_AFTER_S = 2.0  # a rewind still waiting for its records after this is sought again
 STALL_AFTER_S = 5.0  # records on the broker, none delivered for this long: fetched again
+QUEUED_STALL_AFTER_S = 120.0  # the same, for records Faust says it handed to the streams
 PROBE_TIMEOUT_S = 60.0  # a broker that cannot say what comes first in this long stops the worker
 
 
@@ -150,8 +151,9 @@ class InputGuard:
 
         A rewind whose records have not come is sought again (Faust's fetch loop can drop the
         records fetched again when a stale batch moved its read offset). And records the broker
-        holds beyond the next one to apply, none of which came for STALL_AFTER_S, are fetched
-        again from there. At the end of a recovery Faust resumes the input partitions, then
+        holds beyond the next one to apply, none of which came for STALL_AFTER_S (or for
+        QUEUED_STALL_AFTER_S when Faust says it handed them to the streams: in a backlog they
+        wait in the stream buffers), are fetched again from there. At the end of a recovery Faust resumes the input partitions, then
         clears its stream buffers (flow control's clear-on-resume) after records were fetched
         into them, and seeks back only partitions with a committed offset; its fetch loop also
         drops the rest of a batch when a rebalance begins. Without this such records would come
@@ -163,14 +165,19 @@ class InputGuard:
                 await self._seek(partition, position)
             return
         quiet_since = self.received_at.setdefault(partition, now)
-        if (
-            now - quiet_since < STALL_AFTER_S
-            or now - self.sought_at.get(partition, -1e9) < STALL_AFTER_S
-        ):
+        quiet = now - quiet_since
+        if quiet < STALL_AFTER_S or now - self.sought_at.get(partition, -1e9) < STALL_AFTER_S:
             return
-        highwater = self.app.consumer.highwater(TP(self.topic, partition))
+        tp = TP(self.topic, partition)
+        highwater = self.app.consumer.highwater(tp)
         following = self.next_offset(partition)
         if highwater is None or highwater <= following:
+            return
+        # The last offset Faust's fetch loop handed to the streams (or sought to): past the
+        # next one to apply, the records wait in the stream buffers behind others (a backlog),
+        # so they are given far longer before they count as lost too.
+        handed = self.app.consumer._read_offset.get(tp)
+        if handed is not None and handed > following and quiet < QUEUED_STALL_AFTER_S:
             return
         self.sought_at[partition] = now
         log.warning(
@@ -180,9 +187,9 @@ class InputGuard:
             partition,
             following,
             highwater,
-            now - quiet_since,
+            quiet,
         )
-        await self.app.consumer.seek_wait({TP(self.topic, partition): following})
+        await self.app.consumer.seek_wait({tp: following})
 
     async def _seek(self, partition: int, position: Position) -> None:
         assert position.first is not None

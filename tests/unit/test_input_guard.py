@@ -7,7 +7,7 @@ from typing import Any
 
 from faust.types import TP
 
-from stream_app.input_guard import STALL_AFTER_S, InputGuard
+from stream_app.input_guard import QUEUED_STALL_AFTER_S, STALL_AFTER_S, InputGuard
 
 TOPIC = "call-events"
 
@@ -16,6 +16,7 @@ class FakeConsumer:
     def __init__(self, highwater: int | None) -> None:
         self.highwaters = {0: highwater}
         self.seeks: list[dict[TP, int]] = []
+        self._read_offset: dict[TP, int] = {}  # what Faust's fetch loop handed to the streams
 
     def highwater(self, tp: TP) -> int | None:
         return self.highwaters[tp.partition]
@@ -91,3 +92,25 @@ def test_a_stall_is_sought_again_only_after_the_stall_time() -> None:
     now[0] += 1
     asyncio.run(guard.watch(0))
     assert len(consumer.seeks) == 2
+
+
+def test_records_handed_to_the_streams_are_waited_for_far_longer() -> None:
+    """In a backlog the records of a partition can wait in Faust's stream buffers behind the
+    others: a seek would only fetch them twice."""
+    guard, consumer, now = guard_at(highwater=90_000, stored=9_000)
+    consumer._read_offset[TP(TOPIC, 0)] = 12_000  # fetched and queued up to here
+    now[0] += STALL_AFTER_S * 10
+    asyncio.run(guard.watch(0))
+    assert consumer.seeks == []
+    now[0] += QUEUED_STALL_AFTER_S
+    asyncio.run(guard.watch(0))
+    assert consumer.seeks == [{TP(TOPIC, 0): 9_000}]
+
+
+def test_records_handed_before_the_position_do_not_count_as_waiting() -> None:
+    guard, consumer, now = guard_at(highwater=18, stored=7)
+    for handed in (6, 7):  # a committed offset Faust fell back to; a seek's target
+        consumer._read_offset[TP(TOPIC, 0)] = handed
+        now[0] += STALL_AFTER_S
+        asyncio.run(guard.watch(0))
+    assert consumer.seeks == [{TP(TOPIC, 0): 7}] * 2
