@@ -64,3 +64,39 @@ def test_the_chain_goes_through_await_wrappers_and_async_generators() -> None:
 
     assert asyncio.run(chain_of(wrapped)) == ["wrapped", "_outer", "_inner", "wait"]
     assert asyncio.run(chain_of(_consume)) == ["_consume", "_stream", "wait"]
+
+
+def test_the_consumer_dump_names_each_partition_with_faust_and_the_clients_view() -> None:
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from stream_app.diagnostics import dump_consumer
+
+    stuck, flowing = TP("call-events", 0), TP("call-events", 1)
+    state = SimpleNamespace(
+        has_valid_position=True, _position=18, highwater=18, paused=False, _status="CONSUMING"
+    )
+    assignment = SimpleNamespace(state_value=lambda tp: state if tp == stuck else None)
+    client = SimpleNamespace(
+        _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+    )
+    consumer = SimpleNamespace(
+        flow_active=True,
+        _paused_partitions=set(),
+        _buffered_partitions=set(),
+        _active_partitions={stuck, flowing},
+        _read_offset={flowing: 5},
+        _committed_offset={flowing: 6},
+        _thread=SimpleNamespace(_consumer=client),
+        assignment=lambda: {stuck, flowing},
+    )
+    out = io.StringIO()
+    dump_consumer(SimpleNamespace(consumer=consumer), out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("--- consumer: flow_active=True")
+    assert lines[1] == (
+        "call-events[0] active=True read=None committed=None "
+        "client: position=18 highwater=18 paused=False status=CONSUMING"
+    )
+    assert lines[2] == "call-events[1] active=True read=5 committed=6"
