@@ -241,8 +241,10 @@ def register(pipeline: Pipeline) -> None:
         if not registry.loaded:
             await registry.load()
         outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
-        for queue in registry.take_unsent():  # a new queue: known to every worker before the ack
+        new_queues = registry.take_unsent()
+        for queue in new_queues:  # known to every worker before the record that named it is acked
             await outputs.send(topic("queue-registry"), b"{}", key=queue.encode(), partition=0)
+        if new_queues:
             await outputs.flush()
         if outcome.reject is not None:
             metrics.rejected.labels(reason=outcome.reject).inc()

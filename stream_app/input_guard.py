@@ -153,11 +153,12 @@ class InputGuard:
         records fetched again when a stale batch moved its read offset). And records the broker
         holds beyond the next one to apply, none of which came for STALL_AFTER_S (or for
         QUEUED_STALL_AFTER_S when Faust says it handed them to the streams: in a backlog they
-        wait in the stream buffers), are fetched again from there. At the end of a recovery Faust resumes the input partitions, then
-        clears its stream buffers (flow control's clear-on-resume) after records were fetched
-        into them, and seeks back only partitions with a committed offset; its fetch loop also
-        drops the rest of a batch when a rebalance begins. Without this such records would come
-        only with the next rebalance (a worker idle with its input unread)."""
+        wait in the stream buffers), are fetched again from there. At the end of a recovery
+        Faust resumes the input partitions, then clears its stream buffers (flow control's
+        clear-on-resume) after records were fetched into them, and seeks back only partitions
+        with a committed offset; its fetch loop also drops the rest of a batch when a rebalance
+        begins. Without this such records would come only with the next rebalance (a worker
+        idle with its input unread)."""
         now = self.clock()
         position = self.positions.get(partition)
         if position is not None and position.rewinding:
@@ -179,7 +180,6 @@ class InputGuard:
         handed = self.app.consumer._read_offset.get(tp)
         if handed is not None and handed > following and quiet < QUEUED_STALL_AFTER_S:
             return
-        self.sought_at[partition] = now
         log.warning(
             "%s[%d]: records from offset %d are on the broker (up to %d) but none came for "
             "%.0f s: fetching them again",
@@ -189,11 +189,10 @@ class InputGuard:
             highwater,
             quiet,
         )
-        await self.app.consumer.seek_wait({tp: following})
+        await self._fetch_from(partition, following)
 
     async def _seek(self, partition: int, position: Position) -> None:
         assert position.first is not None
-        self.sought_at[partition] = self.clock()
         self.sought_for[partition] = position.next
         log.warning(
             "%s[%d]: records from offset %d were skipped by the consumer: fetching them again",
@@ -201,9 +200,13 @@ class InputGuard:
             partition,
             position.first,
         )
+        await self._fetch_from(partition, position.first)
+
+    async def _fetch_from(self, partition: int, offset: int) -> None:
+        self.sought_at[partition] = self.clock()
         # seek_wait runs on the consumer's own thread (Faust's plain seek does not: it races
         # the fetcher) and moves Faust's read offset back too.
-        await self.app.consumer.seek_wait({TP(self.topic, partition): position.first})
+        await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
 
     def save(self, partition: int) -> None:
         """Before a flush of this partition (inside an agent, on one of its records)."""

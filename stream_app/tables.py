@@ -317,7 +317,16 @@ class BufferedStore:
         self.backing = TableStore(table)
         self.buffers: dict[int, dict[str, bytes]] = {}
         self.flush_rank = flush_rank
-        self.sender = send
+        # Faust's own send path unless the worker gives its producer (acknowledged at once).
+        self.send_changelog: ChangelogSender = send or self._send_through_faust
+
+    def _send_through_faust(
+        self, topic: str, partition: int, key: bytes, value: bytes | None
+    ) -> Awaitable[SentRecord]:
+        sent: Awaitable[SentRecord] = self.backing.table.send_changelog(  # type: ignore[attr-defined]
+            partition, key, value, key_serializer="raw", value_serializer="raw"
+        )
+        return sent
 
     @staticmethod
     def _partition() -> int | None:
@@ -378,15 +387,10 @@ class BufferedStore:
             elif encoded in store:
                 records.append((encoded, None))
 
-        topic, sender = store.changelog_topic, self.sender
+        topic = store.changelog_topic
 
         def send(target: int, key: bytes, value: bytes | None) -> Awaitable[SentRecord]:
-            if sender is not None:  # the worker's own producer: acknowledged without a linger
-                return sender(topic, target, key, value)
-            sent: Awaitable[SentRecord] = table.send_changelog(
-                target, key, value, key_serializer="raw", value_serializer="raw"
-            )
-            return sent
+            return self.send_changelog(topic, target, key, value)
 
         await store.write_durably(partition, records, send)
         if self.buffers.get(partition) is buffer:

@@ -411,3 +411,13 @@ def make_worker(tmp: Path, prefix: str, name: str = "w1", **overrides: str) -> W
     )
     env.update(overrides)
     return Worker(env=env, log_path=tmp / f"{name}.log")
+
+
+def started(
+    workers: list[Worker], tmp: Path, prefix: str, name: str = "w1", **overrides: str
+) -> Worker:
+    """`make_worker`, started, kept in `workers` (stopped at the test's end) and ready."""
+    worker = make_worker(tmp, prefix, name=name, **overrides)
+    workers.append(worker.start())
+    worker.wait_ready()
+    return worker

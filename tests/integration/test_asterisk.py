@@ -9,7 +9,7 @@ from typing import Any
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import latest_by_key, past_interval, queue_metrics, wait_for
-from tests.support import Worker, consume_all, make_worker, unique_prefix
+from tests.support import Worker, consume_all, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -95,9 +95,7 @@ def test_an_asterisk_log_replayed_twice_gives_the_figures_of_one_replay(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("asterisk")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     t0 = past_interval()
     log = tmp_path / "queue_log"
     log.write_text(queue_log(t0))

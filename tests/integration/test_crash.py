@@ -20,6 +20,7 @@ from tests.support import (
     Worker,
     consume_all,
     make_worker,
+    started,
     unique_prefix,
 )
 
@@ -145,19 +146,12 @@ def assert_reaches(
         ) from None
 
 
-def started(workers: list[Worker], tmp_path: Path, prefix: str, name: str, **env: str) -> Worker:
-    worker = make_worker(tmp_path, prefix, name=name, **env)
-    workers.append(worker.start())
-    worker.wait_ready()
-    return worker
-
-
 def test_sigkill_mid_stream_and_restart_gives_the_figures_of_a_clean_run(
     tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
 ) -> None:
     events, clean_outputs = clean
     prefix = unique_prefix("crash")
-    worker = started(workers, tmp_path, prefix, "crash")
+    worker = started(workers, tmp_path, prefix, name="crash")
     send(prefix, events)
     for fraction in (0.3, 0.7):
         wait_processed(worker, fraction * len(events))
@@ -175,10 +169,10 @@ def test_a_worker_joining_mid_stream_then_the_first_killed_gives_the_figures_of_
     killed and the second takes them all. While both run, no queue is exported by both."""
     events, clean_outputs = clean
     prefix = unique_prefix("join")
-    first = started(workers, tmp_path, prefix, "first")
+    first = started(workers, tmp_path, prefix, name="first")
     send(prefix, events)
     wait_processed(first, 0.3 * len(events))
-    second = started(workers, tmp_path, prefix, "second")  # given partitions: a rebalance
+    second = started(workers, tmp_path, prefix, name="second")  # given partitions: a rebalance
 
     def both_export() -> tuple[set[str], set[str]] | None:
         a, b = exported(first), exported(second)
@@ -207,7 +201,7 @@ def test_the_broker_killed_mid_stream_and_restarted_gives_the_figures_of_a_clean
     broker.up()
     try:
         prefix = unique_prefix("broker")
-        worker = started(workers, tmp_path, prefix, "w", KAFKA_BOOTSTRAP=broker.bootstrap)
+        worker = started(workers, tmp_path, prefix, name="w", KAFKA_BOOTSTRAP=broker.bootstrap)
         send(prefix, events, bootstrap=broker.bootstrap)
         wait_processed(worker, 0.4 * len(events))
         broker.kill()

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from grafana.queries import PROMETHEUS_METRICS, expressions, metric_names
 from tests.integration.engine import Calls, send, wait_for
-from tests.support import Worker, make_worker, unique_prefix
+from tests.support import Worker, started, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -61,9 +61,7 @@ def test_every_metric_a_dashboard_uses_is_exported_by_a_worker(
     wanted = dashboard_metrics()
     assert {"callcenter_service_level_ratio", "faust_topic_partition_end_offset"} <= wanted
     prefix = unique_prefix("dashboards")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     send(prefix, scenario(time.time_ns() // 1_000_000 - 60 * S).events)
 
     try:

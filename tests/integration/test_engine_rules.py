@@ -11,7 +11,7 @@ import pytest
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import Calls, past_interval, queue_metrics, send, wait_for
-from tests.support import Worker, consume_all, make_worker, unique_prefix
+from tests.support import Worker, consume_all, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -85,9 +85,7 @@ def test_interval_figures_follow_the_contract(
     tmp_path: Path, workers: list[Worker], shuffled: bool
 ) -> None:
     prefix = unique_prefix("rules")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     t0 = past_interval()
     calls = contract_scenario(t0)
     events = list(calls.events)

@@ -17,8 +17,8 @@ from tests.support import (
     Worker,
     consume_all,
     describe_topics,
-    make_worker,
     produce,
+    started,
     unique_prefix,
 )
 
@@ -34,9 +34,7 @@ def test_worker_creates_topics_serves_endpoints_and_stops_on_sigterm(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("found")
-    worker = make_worker(tmp_path, prefix, TOPIC_PARTITIONS="4")
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, TOPIC_PARTITIONS="4")
 
     catalog = load_catalog(default_partitions=4)
     described = describe_topics([prefix + name for name in catalog])
@@ -62,9 +60,7 @@ def test_worker_creates_topics_serves_endpoints_and_stops_on_sigterm(
     assert took < 15, f"SIGTERM took {took:.1f} s"
 
     # Topic creation is idempotent: a second start on the same prefix is fine.
-    again = make_worker(tmp_path, prefix, name="w2", TOPIC_PARTITIONS="4")
-    workers.append(again.start())
-    again.wait_ready()
+    again = started(workers, tmp_path, prefix, name="w2", TOPIC_PARTITIONS="4")
     assert again.stop(signal.SIGINT, timeout=30) < 15
 
 

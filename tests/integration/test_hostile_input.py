@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from stream_app.domain.events import REJECT_REASONS, Rejected, parse_event
 from tests.hostile import HOSTILE_CHARS, hostile_value, mutate_text, valid_events
 from tests.integration.engine import Calls, wait_for
-from tests.support import BOOTSTRAP, Worker, consume_all, make_worker, unique_prefix
+from tests.support import BOOTSTRAP, Worker, consume_all, started, unique_prefix
 
 SEED = 20260302  # fixed: a failure replays; printed on failure
 RECORDS = 3000
@@ -108,9 +108,7 @@ def test_a_worker_survives_hostile_records_and_accounts_for_every_one(
     print(f"hostile input: seed {SEED}")  # shown with the failure
     rng = random.Random(SEED)
     prefix = unique_prefix("hostile")
-    worker = make_worker(tmp_path, prefix, MAX_EVENT_BYTES=str(MAX_EVENT_BYTES))
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, MAX_EVENT_BYTES=str(MAX_EVENT_BYTES))
     now = time.time_ns() // 1_000_000
     records = hostile_records(rng, now)
     plain = Calls()

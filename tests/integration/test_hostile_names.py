@@ -10,7 +10,7 @@ import orjson
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import wait_for
-from tests.support import Worker, consume_all, make_worker, produce, unique_prefix
+from tests.support import Worker, consume_all, produce, started, unique_prefix
 
 HOUR = 3_600_000
 
@@ -40,9 +40,7 @@ def test_bad_names_and_queues_beyond_the_limit_go_to_the_dlq_with_their_headers(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("names")
-    worker = make_worker(tmp_path, prefix, MAX_QUEUES="3")
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, MAX_QUEUES="3")
     t0 = time.time_ns() // 1_000_000 - HOUR
     source = [("source", b"pbx-7"), ("trace", b"\x00\x01")]
     bad = {
@@ -94,9 +92,7 @@ def test_bad_names_and_queues_beyond_the_limit_go_to_the_dlq_with_their_headers(
     assert worker.proc is not None
     worker.proc.terminate()
     worker.proc.wait(timeout=60)
-    second = make_worker(tmp_path, prefix, name="w2", MAX_QUEUES="3")
-    workers.append(second.start())
-    second.wait_ready()
+    second = started(workers, tmp_path, prefix, name="w2", MAX_QUEUES="3")
     more = answered("d1", "q2", t0 + 70_000) + answered("d2", "q6", t0 + 80_000)
     produce(prefix + "call-events", more)
     wait_for(

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
 from tests.oracle_anonymous_bank import expected_intervals
-from tests.support import DATASET, Worker, consume_all, make_worker, same, unique_prefix
+from tests.support import DATASET, Worker, consume_all, same, started, unique_prefix
 
 END_OF_MONTH_MS = 920_332_800_000  # 1999-03-02T00:00:00Z: moves stream time past the last interval
 
@@ -42,9 +42,7 @@ def differences(
 def test_the_real_month_matches_independent_figures(tmp_path: Path, workers: list[Worker]) -> None:
     want = expected_intervals(DATASET)
     prefix = unique_prefix("month")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     summary = replay(worker)
     assert "as 175443 events" in summary, summary
 

@@ -10,7 +10,7 @@ import orjson
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import Calls, wait_for
-from tests.support import Worker, consume_all, make_worker, produce, unique_prefix
+from tests.support import Worker, consume_all, produce, started, unique_prefix
 
 HOUR = 3_600_000
 
@@ -23,9 +23,7 @@ def test_every_rejection_reason_reaches_the_dlq_unchanged(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("reject")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     now = time.time_ns() // 1_000_000
     past = format_ts(now - HOUR)
     bad: dict[str, tuple[str, bytes]] = {
@@ -91,9 +89,7 @@ def test_a_record_keyed_otherwise_than_its_call_is_rerouted_not_lost(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("rekey")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     now = time.time_ns() // 1_000_000 - HOUR
     calls = Calls()
     calls.add("k1", "call_started", now)

@@ -27,6 +27,7 @@ from tests.support import (
     describe_topics,
     kafka_options,
     make_worker,
+    started,
     unique_prefix,
 )
 
@@ -143,9 +144,7 @@ def test_a_restart_restores_only_the_tail_and_serves_the_same_figures(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("restore")
-    worker = make_worker(tmp_path, prefix, name="restore")
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, name="restore")
     events = workload()
     send(prefix, events)
     before = drained(worker, len(events))
@@ -186,9 +185,7 @@ def test_a_partition_back_from_another_worker_is_brought_up_to_date_from_its_off
     """w1 holds every queue, w2 joins and takes some (and writes their state), w2 is killed:
     w1's stores of those partitions are stale, and Faust restores them from their offsets."""
     prefix = unique_prefix("back")
-    first = make_worker(tmp_path, prefix, name="w1")
-    workers.append(first.start())
-    first.wait_ready()
+    first = started(workers, tmp_path, prefix, name="w1")
     t0 = time.time_ns() // 1_000_000 - 120_000  # recent: inside the 1h window for the test
     send_a_call_per_queue(prefix, "back-a", t0)
     wait_for(

@@ -17,7 +17,7 @@ import pytest
 from stream_app.domain.events import format_ts
 from tests.common import FIGURE_FIELDS
 from tests.integration.engine import Calls, latest_by_key, past_interval, send
-from tests.support import ROOT, Worker, consume_all, make_worker, same, unique_prefix
+from tests.support import ROOT, Worker, consume_all, same, started, unique_prefix
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 MIN = 60_000
@@ -111,9 +111,7 @@ def test_the_engine_reports_the_simulators_own_figures(
     the hour) late events land after their interval was published: corrections. Stopped
     midway (at 240x), the simulator closes the center: the calls in progress end then."""
     prefix = unique_prefix("sim")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix)
     config = tmp_path / "sim.yaml"
     config.write_text(CONFIG)
     start = past_interval(hours_ago=6)

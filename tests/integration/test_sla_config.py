@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stream_app.domain.events import format_ts
 from tests.integration.engine import Calls, past_interval, queue_metrics, send
-from tests.support import ROOT, Worker, make_worker, unique_prefix
+from tests.support import ROOT, Worker, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -16,9 +16,7 @@ def test_per_queue_thresholds_count_and_targets_are_exported(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("sla")
-    worker = make_worker(tmp_path, prefix, SLA_CONFIG=str(ROOT / "sla.example.yaml"))
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, SLA_CONFIG=str(ROOT / "sla.example.yaml"))
     t0 = past_interval()
     calls = Calls()
     for queue in ("vip", "support", "other"):

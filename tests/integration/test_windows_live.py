@@ -14,7 +14,7 @@ from tests.integration.engine import (
     send,
     wait_for,
 )
-from tests.support import Worker, consume_all, make_worker, unique_prefix
+from tests.support import Worker, consume_all, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -24,9 +24,7 @@ def test_an_event_after_publication_republishes_with_the_next_revision(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("revision")
-    worker = make_worker(tmp_path, prefix)
-    workers.append(worker.start())
-    worker.wait_ready()
+    started(workers, tmp_path, prefix)
     t0 = past_interval()
     key = f"late|{format_ts(t0)}"
     first = Calls()
@@ -56,9 +54,7 @@ def test_live_feed_closes_an_idle_queue_by_the_wall_clock_and_waiting_ages(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("live")
-    worker = make_worker(tmp_path, prefix, INTERVAL_MINUTES="1", GRACE_SECONDS="3")
-    workers.append(worker.start())
-    worker.wait_ready()
+    worker = started(workers, tmp_path, prefix, INTERVAL_MINUTES="1", GRACE_SECONDS="3")
     now = time.time_ns() // 1_000_000
     calls = Calls()
     calls.answered("v1", "live", now - 2 * S, 2 * S)

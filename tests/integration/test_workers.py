@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.integration.engine import Calls, past_interval, send, wait_for
-from tests.support import Worker, make_worker, unique_prefix
+from tests.support import Worker, make_worker, started, unique_prefix
 
 QUEUES = [f"queue-{n:02d}" for n in range(16)]
 
@@ -66,9 +66,7 @@ def test_a_queue_taken_over_by_a_joining_worker_leaves_the_first_ones_metrics(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
     prefix = unique_prefix("join")
-    first = make_worker(tmp_path, prefix, name="w1")
-    workers.append(first.start())
-    first.wait_ready()
+    first = started(workers, tmp_path, prefix, name="w1")
     send_a_call_per_queue(prefix, "join")
     wait_for(
         lambda: histogram_queues(first) == set(QUEUES),
@@ -76,9 +74,7 @@ def test_a_queue_taken_over_by_a_joining_worker_leaves_the_first_ones_metrics(
         message="the first worker's answer-speed histogram for every queue",
     )
 
-    second = make_worker(tmp_path, prefix, name="w2")
-    workers.append(second.start())
-    second.wait_ready()
+    second = started(workers, tmp_path, prefix, name="w2")
 
     def split() -> tuple[set[str], set[str], set[str]] | None:
         a, b = exported(first), exported(second)
