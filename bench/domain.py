@@ -8,12 +8,13 @@ Drives the two stages as `stream_app/agents.py` does, with Faust and Kafka taken
   in-memory store per partition (`tests/unit/dict_store.py`: orjson on every read and write,
   like the worker's table store). An event's partition is the one the producer would pick:
   aiokafka's default partitioner (murmur2 of the call_id key) over 8 partitions. Each emission
-  becomes the `queue-updates` value the agent would send (orjson), keyed by queue and placed
-  by the same partitioner; call-outcomes are encoded too. Every TICK_EVERY input events a tick
-  saves each partition's stream time, announces it to every queue partition (a watermark
+  joins the partition's pending contributions (`stream_app/domain/hop.py`), sent at each tick
+  as the agent sends them before a checkpoint: one `queue-updates` value per queue (orjson),
+  placed by the same partitioner; call-outcomes are encoded too. Every TICK_EVERY input events
+  a tick saves each partition's stream time, sends its pending contributions, announces it to every queue partition (a watermark
   record) and sweeps the partitions that are due (stream-time schedule only).
 * **queues part**: those `queue-updates` records, in order, decoded and applied with
-  `QueueStage.apply` (offset = position in its queue partition), the stream clock observing
+  `QueueStage.apply` (each entry at its position in its queue partition), the stream clock observing
   each record's source stream time; at each tick, as `queue_tick` does, every queue of each
   partition is closed (`close_due`) by the stream time of the previous tick and the partition
   swept when due; a last close past the month's end publishes everything.
@@ -46,7 +47,7 @@ from bench.harness import month_events
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import EventClock
-from stream_app.domain.model import Contribution
+from stream_app.domain.hop import Pending, Update, entry_position, update_record
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
@@ -102,15 +103,18 @@ def run_calls(
     queue_partition: dict[bytes, int] = {}
     announced: dict[int, int] = {}
 
+    pending = Pending()
+
     def send(call_id: str, emission: Emission, partition: int) -> None:
-        st = calls.stream_time(partition)
-        for queue, contribution in emission.contributions.items():
-            value = orjson.dumps(
-                {"q": queue, "c": call_id, "x": contribution.to_json(), "sp": partition, "st": st}
-            )
-            hop.records.append((place(part, queue.encode(), queue_partition), value))
+        pending.add(partition, call_id, emission.contributions)
         if emission.outcome is not None:
             hop.outcomes.append(orjson.dumps(emission.outcome))
+
+    def send_pending(partition: int) -> None:
+        st = calls.stream_time(partition)
+        for queue, entries in pending.take(partition):
+            value = orjson.dumps(update_record(queue, entries, partition, st, None, False))
+            hop.records.append((place(part, queue.encode(), queue_partition), value))
 
     def sweep(partition: int) -> None:
         store.current = partition
@@ -127,6 +131,7 @@ def run_calls(
             if st is None:
                 continue
             calls.save_stream_time(partition)
+            send_pending(partition)
             if announced.get(partition) != st:
                 announced[partition] = st
                 watermark = orjson.dumps({"sp": partition, "st": st})
@@ -202,18 +207,19 @@ def run_queues(
         partition, value = record
         offset = offsets[partition]
         offsets[partition] += 1
-        update = orjson.loads(value)
-        if update["st"] is not None:
-            clock.observe(update["st"], WALL_MS)
+        update = Update.from_json(orjson.loads(value))
+        if update.stream_time is not None:
+            clock.observe(update.stream_time, WALL_MS)
             mine = sources[partition]
-            mine[update["sp"]] = max(mine.get(update["sp"], 0), update["st"])
-        queue = update.get("q")
+            mine[update.source] = max(mine.get(update.source, 0), update.stream_time)
+        queue = update.queue
         if queue is None:
             continue
-        updates += 1
+        updates += len(update.entries)
         owned[partition].add(queue)
         store.current = partition
-        queues.apply(queue, update["c"], Contribution.from_json(update["x"]), offset)
+        for index, (call_id, contribution) in enumerate(update.entries):
+            queues.apply(queue, call_id, contribution, entry_position(offset, index))
         sweep(partition)
     for partition in range(PARTITIONS):
         close(partition, END_OF_TIME_MS)
@@ -265,6 +271,7 @@ def measure(records: list[tuple[bytes, bytes, int]]) -> dict[str, object]:
     return {
         "events": events,
         "updates": updates,
+        "hop_records": sum(1 for r in hop.records if r is not None and b'"q"' in r[1]),
         "published": len(published),
         "calls_events_per_s": round(events / calls_s),
         "queues_events_per_s": round(events / queues_s),

@@ -1,5 +1,9 @@
 """The data flow as Faust agents: call-events → calls → queue-updates → queues → queue-metrics.
 
+The calls stage combines what crosses to the queues stage: each call's latest contribution per
+queue, one record per queue, before each checkpoint and whenever its input buffer runs dry
+(stream_app.domain.hop): Faust's cost is per record.
+
 Both agents also read a tick topic co-partitioned with their input, so housekeeping (closing
 intervals of idle queues on a live feed, retiring calls, retention) runs in stream context on
 the partition it concerns (the Kafka Streams punctuator idea). concurrency=1 on both: they
@@ -22,7 +26,7 @@ from stream_app.checkpoint import Checkpoint, stop_on_failure
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes
-from stream_app.domain.model import Contribution
+from stream_app.domain.hop import Pending, Update, entry_position, update_record
 from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
@@ -122,7 +126,6 @@ def register(pipeline: Pipeline) -> None:
     # crash redoes exactly the records whose effects it may have lost (stream_app.checkpoint).
     # Faust's own flush before a commit gives up after 0.1 s and its buffer hands changelog
     # records to the client in a background task, so neither is trusted.
-    calls_checkpoint = Checkpoint(outputs, calls_store, calls_guard, every=FLUSH_EVERY)
     queues_checkpoint = Checkpoint(outputs, queues_store, queues_guard, every=FLUSH_EVERY)
 
     collector = QueueCollector(
@@ -163,21 +166,17 @@ def register(pipeline: Pipeline) -> None:
     # per calls partition: (stream time, behind, wall) last announced
     broadcast: dict[int, tuple[int | None, bool, int]] = {}
 
-    def calls_behind(partition: int, applying: int | None) -> bool:
-        """Whether records of this calls partition wait to be applied (or nothing is known);
-        `applying`: the offset of the record being applied now."""
+    def calls_behind(partition: int) -> bool:
+        """Whether records of this calls partition wait to be applied (or nothing is known)."""
         highwater = app.consumer.highwater(TP(call_events.get_topic_name(), partition))
-        following = calls_guard.next_offset(partition) if applying is None else applying + 1
-        return highwater is None or following < highwater
+        return highwater is None or calls_guard.next_offset(partition) < highwater
 
-    def calls_time(
-        partition: int, applying: int | None = None
-    ) -> tuple[int | None, int | None, bool]:
+    def calls_time(partition: int) -> tuple[int | None, int | None, bool]:
         """What a calls partition announces: its newest event ts, the wall time it saw it, and
         whether it is behind its input. The queues stage moves these on with the wall clock
         only while no calls partition is behind."""
         clock_p = calls.clock_of(partition)
-        return clock_p.newest, clock_p.seen_at, calls_behind(partition, applying)
+        return clock_p.newest, clock_p.seen_at, calls_behind(partition)
 
     def stream_now() -> int | None:
         """The worker's stream time: it moves with the wall clock only while no calls
@@ -188,30 +187,30 @@ def register(pipeline: Pipeline) -> None:
             metrics.stream_time.set(now / 1000)
         return now
 
-    async def send_emission(
-        call_id: str, emission: Emission, partition: int, applying: int | None = None
-    ) -> None:
-        st, seen_at, behind = calls_time(partition, applying)
-        for queue, contribution in emission.contributions.items():
-            value = orjson.dumps(
-                {
-                    "q": queue,
-                    "c": call_id,
-                    "x": contribution.to_json(),
-                    "sp": partition,
-                    "st": st,
-                    "sa": seen_at,
-                    "b": behind,
-                }
-            )
-            await outputs.send(topic("queue-updates"), value, key=queue.encode())
+    pending = Pending()  # contributions applied, not sent yet (stream_app.domain.hop)
+
+    async def send_emission(call_id: str, emission: Emission, partition: int) -> None:
+        pending.add(partition, call_id, emission.contributions)
         if emission.outcome is not None:
             await outputs.send(
                 topic("call-outcomes"), orjson.dumps(emission.outcome), key=call_id.encode()
             )
 
+    async def send_pending(partition: int) -> None:
+        """The partition's pending contributions, one record per queue: before its checkpoint
+        (they must be durable first) and whenever the stage's input buffer runs dry."""
+        st, seen_at, behind = calls_time(partition)
+        for queue, entries in pending.take(partition):
+            value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
+            await outputs.send(topic("queue-updates"), value, key=queue.encode())
+
+    calls_checkpoint = Checkpoint(
+        outputs, calls_store, calls_guard, every=FLUSH_EVERY, before=send_pending
+    )
+
     async def calls_tick(partition: int) -> None:
         """Housekeeping of one calls partition, and its stream time to every queue partition."""
+        await send_pending(partition)  # what the announced time vouches for goes first
         st, seen_at, behind = calls_time(partition)
         calls.save_stream_time(partition)
         last = broadcast.get(partition)
@@ -272,13 +271,12 @@ def register(pipeline: Pipeline) -> None:
         if outcome.duplicate:
             metrics.duplicates.inc()
         if outcome.emission is not None:
-            await send_emission(
-                outcome.event.call_id, outcome.emission, message.partition, message.offset
-            )
+            await send_emission(outcome.event.call_id, outcome.emission, message.partition)
 
     @app.agent(events_in, concurrency=1)
     @stop_on_failure("calls")
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
+        idle = cast(Any, stream).channel.queue.empty  # the stage's input buffer holds nothing
         async for event in cast(Stream[bytes], stream).noack().events():
             message = event.message
             tick = message.topic != call_events.get_topic_name()
@@ -289,7 +287,9 @@ def register(pipeline: Pipeline) -> None:
                 continue  # dropped unacked: it is delivered again
             else:
                 await sweep_calls(message.partition)
-            await calls_checkpoint.hold(message.partition, event, now=tick)
+            if not await calls_checkpoint.hold(message.partition, event, now=tick) and idle():
+                for partition in pending.partitions():  # live: nothing more to combine with
+                    await send_pending(partition)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -324,23 +324,23 @@ def register(pipeline: Pipeline) -> None:
 
     async def handle_update(message: Any) -> None:
         partition = message.partition
-        update = orjson.loads(message.value)
-        if update["st"] is not None:
-            clock.observe(update["st"], update.get("sa") or wall_ms())
+        update = Update.from_json(orjson.loads(message.value))
+        if update.stream_time is not None:
+            clock.observe(update.stream_time, update.seen_at or wall_ms())
         times = source_times.get(partition)
         if times is None:
             times = source_times[partition] = SourceTimes(calls_partitions)
-        # version 1 records say nothing of a backlog: they never hold closing back
-        times.hear(Announcement(update["sp"], update["st"], bool(update.get("b"))))
-        queue = update.get("q")
+        times.hear(Announcement(update.source, update.stream_time, update.behind))
+        queue = update.queue
         if queue is None:
             return  # a watermark
         collector.owns(queue, partition)
-        applied = queues.apply(
-            queue, update["c"], Contribution.from_json(update["x"]), message.offset
-        )
-        for speed_ms in applied.new_answer_speeds_ms:
-            metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+        for index, (call_id, contribution) in enumerate(update.entries):
+            applied = queues.apply(
+                queue, call_id, contribution, entry_position(message.offset, index)
+            )
+            for speed_ms in applied.new_answer_speeds_ms:
+                metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
 
     @app.agent(updates_in, concurrency=1)
     @stop_on_failure("queues")
@@ -375,6 +375,7 @@ def register(pipeline: Pipeline) -> None:
                 calls_store.drop(tp.partition)
                 calls_guard.forget(tp.partition)
                 calls_checkpoint.drop(tp.partition)
+                pending.drop(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
                 queues_guard.forget(tp.partition)
@@ -393,6 +394,7 @@ def register(pipeline: Pipeline) -> None:
                 calls.forget_partition(tp.partition)  # re-read from the recovered table
                 calls_store.drop(tp.partition)
                 calls_guard.forget(tp.partition)
+                pending.drop(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
                 queues_guard.forget(tp.partition)

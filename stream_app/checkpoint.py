@@ -1,6 +1,7 @@
 """One stage's checkpoint: the order in which what a batch of input records did becomes durable.
 
-1. the records sent to other topics (the worker's output producer, flushed and acknowledged);
+1. the records sent to other topics (`before` sends what the stage held back for this
+   partition, then the worker's output producer is flushed and acknowledged);
 2. the state, ending with the input position that vouches for it (the table's changelog,
    acknowledged, then the local store);
 3. only then the input records are acked, so the consumer may commit past them.
@@ -17,7 +18,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,19 @@ class Checkpoint:
     every `every` records, or when asked (ticks)."""
 
     def __init__(
-        self, outputs: Flushable, state: Flushable, positions: Positions, *, every: int
+        self,
+        outputs: Flushable,
+        state: Flushable,
+        positions: Positions,
+        *,
+        every: int,
+        before: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.outputs = outputs
         self.state = state
         self.positions = positions
         self.every = every
+        self.before = before
         self.held: dict[int, list[Ackable]] = {}
 
     async def hold(self, partition: int, record: Ackable, *, now: bool = False) -> bool:
@@ -59,6 +67,8 @@ class Checkpoint:
         if not now and len(held) < self.every:
             return False
         epoch = self.positions.epoch(partition)
+        if self.before is not None:
+            await self.before(partition)
         await self.outputs.flush()
         if self.positions.epoch(partition) != epoch:
             return False  # revoked meanwhile: the held records and their state were dropped

@@ -38,6 +38,11 @@ class World:
     def save(self, partition: int) -> None:
         self.step(f"save position {partition}")
 
+    async def send_held(self, partition: int) -> None:
+        """The stage's outputs held back for the partition (combined contributions)."""
+        await asyncio.sleep(0)
+        self.step(f"send held {partition}")
+
 
 class Step:
     def __init__(self, world: World, name: str) -> None:
@@ -58,7 +63,9 @@ class Record:
 
 
 def checkpoint(world: World, every: int = 3) -> Checkpoint:
-    return Checkpoint(Step(world, "outputs"), Step(world, "state"), world, every=every)
+    return Checkpoint(
+        Step(world, "outputs"), Step(world, "state"), world, every=every, before=world.send_held
+    )
 
 
 def hold(cp: Checkpoint, world: World, name: str, *, partition: int = 0, now: bool = False) -> bool:
@@ -71,7 +78,15 @@ def test_every_nth_record_makes_outputs_then_state_then_position_durable_before_
     assert [hold(cp, world, name) for name in ("a", "b")] == [False, False]
     assert world.steps == []
     assert hold(cp, world, "c")
-    assert world.steps == ["outputs", "save position 0", "state", "ack a", "ack b", "ack c"]
+    assert world.steps == [
+        "send held 0",
+        "outputs",
+        "save position 0",
+        "state",
+        "ack a",
+        "ack b",
+        "ack c",
+    ]
     assert cp.held[0] == []
 
 
@@ -80,18 +95,18 @@ def test_a_tick_checkpoints_at_once_and_partitions_are_held_apart() -> None:
     cp = checkpoint(world)
     hold(cp, world, "p1-a", partition=1)
     assert hold(cp, world, "p0-tick", now=True)
-    assert world.steps == ["outputs", "save position 0", "state", "ack p0-tick"]
+    assert world.steps == ["send held 0", "outputs", "save position 0", "state", "ack p0-tick"]
     assert [r.name for r in cp.held[1]] == ["p1-a"]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("failing", ["outputs", "save position 0", "state"])
+@pytest.mark.parametrize("failing", ["send held 0", "outputs", "save position 0", "state"])
 def test_a_failure_at_any_step_acks_nothing_and_stops_the_later_steps(failing: str) -> None:
     world = World()
     cp = checkpoint(world, every=1)
     world.fail_at = failing
     with pytest.raises(Failure):
         hold(cp, world, "a")
-    order = ["outputs", "save position 0", "state"]
+    order = ["send held 0", "outputs", "save position 0", "state"]
     assert world.steps == order[: order.index(failing)]
     assert not any(step.startswith("ack") for step in world.steps)
 
@@ -102,13 +117,16 @@ def test_a_partition_revoked_during_the_outputs_flush_keeps_nothing_of_the_check
     hold(cp, world, "a")
     world.revoke_at = "outputs"
     assert not hold(cp, world, "b")
-    assert world.steps == ["outputs"]  # no position saved, no state written, nothing acked
+    assert world.steps == [
+        "send held 0",
+        "outputs",
+    ]  # no position saved, no state written, nothing acked
     cp.drop(0)  # the revocation's handler
     world.revoke_at = None
     world.steps.clear()
     assert not hold(cp, world, "c")  # assigned again: the count starts afresh
     assert hold(cp, world, "d")
-    assert world.steps == ["outputs", "save position 0", "state", "ack c", "ack d"]
+    assert world.steps == ["send held 0", "outputs", "save position 0", "state", "ack c", "ack d"]
 
 
 def test_a_stage_that_raises_stops_the_worker_and_a_cancelled_one_does_not() -> None:
