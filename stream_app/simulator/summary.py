@@ -374,6 +374,8 @@ class Summary:
                 f"{f['abandoned']:>11}{f['short_abandoned']:>7}{f['flowed_out']:>8}"
                 f"{asa:>8}{sl:>7}{rate:>8}"
             )
+        if self.agent_events:
+            lines.append(f"{self.agent_events} agent events of {len(self._agent_facts)} agents")
         faults = ", ".join(f"{n} {kind}" for kind, n in self.faults.items() if n)
         lines.append(f"faults injected: {faults or 'none'}")
         return "\n".join(lines)
