@@ -152,11 +152,13 @@ class _Call:
         "call_id",
         "entry_ts",
         "held",
+        "left_at",
         "line_start",
         "numbered",
         "offer_ts",
         "queue",
         "ring",
+        "ring_shown",
         "stale",
         "state",
         "timed_out",
@@ -181,6 +183,8 @@ class _Call:
         # An agent whose ring the events sent still show: downstream a ring ends only at the
         # call's next event (an offer elsewhere, an abandon...), not when the agent lets it go.
         self.stale: _Agent | None = None
+        self.ring_shown = False  # the current ring shows downstream (see `_offer`)
+        self.left_at: int | None = None  # ts of the call's latest queue_left
 
 
 class _Queue:
@@ -569,10 +573,15 @@ class Simulation:
         call.ring += 1
         call.offer_ts = self.now
         agent.state = BUSY
-        if config.emit_offers:
+        # Downstream a ring shows from its agent_offered to the call's next event; events of
+        # one instant count in type order, so a queue_left at this very instant (an overflow
+        # offered at once) comes after the offer there and ends that ring as it starts.
+        call.ring_shown = config.emit_offers and call.left_at != self.now
+        if call.ring_shown:
             if call.stale is agent:  # offered again to the agent it rang at: one ring goes on
                 call.stale = None
             agent.rings[call.call_id] = call.queue.name
+        if config.emit_offers:
             self._emit(
                 call, "agent_offered", queue=call.queue.name, agent=agent.agent_id, agents=(agent,)
             )
@@ -614,7 +623,7 @@ class Simulation:
         # the caller keeps its place at the head of the queue.
         agent.state = PAUSED
         agent.reason = "no_answer"
-        if config.emit_offers:
+        if call.ring_shown:
             call.stale = agent
         self._emit_agent(agent, "agent_not_ready", reason="no_answer")
         pause = round(config.no_answer_pause_seconds * 1000)
@@ -662,6 +671,7 @@ class Simulation:
     def _leave(self, call: _Call) -> None:
         queue = call.queue
         fact = Fact("flowed_out", queue.name, self.now)
+        call.left_at = self.now
         self._emit(call, "queue_left", queue=queue.name, reason="timeout", facts=(fact,))
         if queue.config.overflow is not None:
             self._enter(call, self.queues[queue.config.overflow])

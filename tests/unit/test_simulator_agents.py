@@ -94,42 +94,49 @@ def same(a: Any, b: Any) -> bool:
 def assert_agent_figures_match_domain(records: list[Record]) -> Summary:
     summary = summarize(records)
     agents = domain_agents(records)
+    first, last = min(r.ts for r in records), max(r.ts for r in records)
+    starts = range(first - first % INTERVAL, last + 1, INTERVAL)
     problems: list[str] = []
-    # Per agent and interval: the agent-metrics records (revision aside).
+    # Per agent and interval with staffed time: the agent-metrics records (revision aside).
     got = {(r["agent_id"], r["interval_start"]): r for r in summary.agent_records()}
     want: dict[tuple[str, str], dict[str, object]] = {}
     for agent_id, activity in agents.items():
-        for (a, start), _ in _intervals_of(summary, agent_id):
-            record = agent_interval_record(activity, start, start + INTERVAL, FAR, 0)
+        for start in starts:
             if activity.state_time(start, start + INTERVAL, FAR).staffed_ms:
-                want[(a, format_ts(start))] = record
+                record = agent_interval_record(activity, start, start + INTERVAL, FAR, 0)
+                want[(agent_id, format_ts(start))] = record
     assert set(got) == set(want), sorted(set(got) ^ set(want))[:10]
     for key, record in want.items():
         for name, value in record.items():
             if name != "revision" and not same(got[key][name], value):
                 problems.append(f"{key}.{name}: summary {got[key][name]!r}, domain {value!r}")
-    # Per queue and interval: seconds per state, occupancy, agents staffed on average.
-    for row in summary.queue_agent_records():
-        start = parse_ts(row["interval_start"])
-        time = queue_state_time(agents.values(), row["queue"], start, start + INTERVAL, FAR)
-        expected = {state: time.ms[state] / 1000 for state in AGENT_STATES}
-        expected["occupancy"] = time.occupancy  # type: ignore[assignment]
-        expected["agents_staffed_avg"] = staffed_average(time, start, start + INTERVAL, FAR)  # type: ignore[assignment]
-        for name, value in expected.items():
-            if not same(row[name], value):
-                problems.append(
-                    f"{row['queue']}@{row['interval_start']}.{name}: {row[name]!r} != {value!r}"
-                )
+    # Per queue and interval with agents: seconds per state, occupancy, agents staffed.
+    rows = {(r["queue"], r["interval_start"]): r for r in summary.queue_agent_records()}
+    queues = {queue for span in _spans(agents) for queue in span}
+    for queue in queues:
+        for start in starts:
+            time = queue_state_time(agents.values(), queue, start, start + INTERVAL, FAR)
+            row = rows.pop((queue, format_ts(start)), None)
+            if row is None:
+                if time.staffed_ms:
+                    problems.append(f"{queue}@{format_ts(start)}: missing from the summary")
+                continue
+            expected: dict[str, float | None] = {s: time.ms[s] / 1000 for s in AGENT_STATES}
+            expected["occupancy"] = time.occupancy
+            expected["agents_staffed_avg"] = staffed_average(time, start, start + INTERVAL, FAR)
+            for name, value in expected.items():
+                if not same(row[name], value):
+                    problems.append(
+                        f"{queue}@{format_ts(start)}.{name}: {row[name]!r} != {value!r}"
+                    )
+    assert not rows, f"queue intervals the domain does not know: {sorted(rows)[:5]}"
     assert not problems, "\n".join(problems[:20])
     return summary
 
 
-def _intervals_of(summary: Summary, agent_id: str) -> list[tuple[tuple[str, int], None]]:
-    """Every interval from the first to the last record of the run, for one agent."""
-    first = min(f.ts for facts in summary._agent_facts.values() for f in facts)
-    last = max(f.ts for facts in summary._agent_facts.values() for f in facts)
-    start = first - first % INTERVAL
-    return [((agent_id, s), None) for s in range(start, last + 1, INTERVAL)]
+def _spans(agents: dict[str, AgentActivity]) -> list[tuple[str, ...]]:
+    """The queues of every span of every agent."""
+    return [span.queues for activity in agents.values() for span in activity.timeline()]
 
 
 # -- the events ----------------------------------------------------------------------------------
@@ -358,3 +365,26 @@ def test_a_stop_at_any_instant_gives_the_domains_agent_figures(
     records = sent + held + closing
     assert_agent_figures_match_domain(records)
     assert [e for e in agent_events(closing) if e["type"] == "agent_logged_out"]
+
+
+@pytest.mark.parametrize(("seed", "faults"), [(0, False), (3, True)])
+def test_the_built_in_center_with_breaks_shared_queues_and_a_breach(
+    seed: int, faults: bool
+) -> None:
+    """Overflows offered at the instant they leave a queue, breaks taken after a call, agents
+    helping another queue some hours, a queue emptied for a while: the figures still agree."""
+    base = default_config()
+    queues = dict(base.queues)
+    queues["sales"] = replace(
+        queues["sales"],
+        breaks=(Break(60, 15), Break(180, 30, "lunch")),
+        also_serves=("vip",),
+        also_serves_hours=(9, 10, 14),
+    )
+    queues["support"] = replace(queues["support"], breaks=(Break(90, 10),), no_answer=0.1)
+    config = replace(
+        base, queues=MappingProxyType(queues), breaches=(Breach("support", 20, 0, 100),)
+    )
+    summary = assert_agent_figures_match_domain(run(config, seed=seed, hours=8, faults=faults))
+    reasons = {reason for row in summary.agent_records() for reason in row["not_ready_reasons"]}
+    assert reasons == {"break", "lunch", "no_answer"}
