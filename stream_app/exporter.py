@@ -78,6 +78,11 @@ SLA_GAUGES: tuple[tuple[str, str, str], ...] = (
         "max_calls_waiting",
     ),
     (
+        "callcenter_sla_max_occupancy_ratio",
+        "Limit on the agents' occupancy (SLA_CONFIG).",
+        "max_occupancy",
+    ),
+    (
         "callcenter_sla_service_level_threshold_seconds",
         "Answer speed that counts as within service level.",
         "service_level_seconds",

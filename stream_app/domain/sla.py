@@ -39,6 +39,7 @@ class QueueSla:
     target_abandon_rate: float = 0.05  # ratio 0..1
     max_oldest_waiting_seconds: float = 120.0
     max_calls_waiting: int = 10
+    max_occupancy: float = 0.9  # busy / (busy + available) of the queue's agents; above burns out
 
     @property
     def service_level_ms(self) -> int:
@@ -111,6 +112,12 @@ def _ratio(value: object) -> float | None:
     return number if number is not None and number <= 1 else None
 
 
+def _positive_ratio(value: object) -> float | None:
+    """0 is refused: a limit of 0 would alert whenever any agent takes a call."""
+    number = _positive_number(value)
+    return number if number is not None and number <= 1 else None
+
+
 def _positive_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         return None
@@ -127,6 +134,7 @@ _RULES: dict[str, tuple[Callable[[object], float | int | None], str]] = {
     "target_abandon_rate": (_ratio, "a ratio from 0 to 1 (0.05 means 5%)"),
     "max_oldest_waiting_seconds": (_positive_number, "a positive number"),
     "max_calls_waiting": (_positive_int, "a positive integer"),
+    "max_occupancy": (_positive_ratio, "a ratio above 0, at most 1 (0.9 means 90%)"),
 }
 _FIELD_NAMES = tuple(f.name for f in fields(QueueSla))
 assert set(_RULES) == set(_FIELD_NAMES), "every QueueSla field needs a validation rule"

@@ -1,4 +1,4 @@
-"""`stream-app simulate`: run the simulated call center into `call-events`.
+"""`stream-app simulate`: run the simulated call center into `call-events` and `agent-events`.
 
 Also runnable on its own: `python -m stream_app.simulator.cli --duration 1h --fast`.
 """
@@ -31,7 +31,8 @@ from stream_app.simulator.model import Simulation
 from stream_app.simulator.summary import Summary
 
 HELP = (
-    "run a simulated call center into call-events (real time, N x faster, or as fast as possible)"
+    "run a simulated call center into call-events and agent-events "
+    "(real time, N x faster, or as fast as possible)"
 )
 EPILOG = """\
 examples:
@@ -42,11 +43,12 @@ examples:
 
 Ctrl-C or SIGTERM closes the center at the simulated time reached: every call in progress
 ends then (callers in the IVR or waiting hang up, calls being talked end with their after-call
-work cut short), so the pipeline is left with no call open.
+work cut short) and every agent logs out, so the pipeline is left with no call open.
 
 The summary (stdout; stderr with --dry-run) gives the calls' outcomes and, per queue, the
 figures the pipeline must report; --summary-json adds them per interval (INTERVAL_MINUTES),
-counted with the SLA thresholds of SLA_CONFIG, like the worker.
+counted with the SLA thresholds of SLA_CONFIG, like the worker, and the agents' figures per
+queue and interval (queue_agent_intervals) and per agent and interval (agent_intervals).
 """
 PAST_MARGIN_MS = 2 * 3_600_000  # calls in progress when arrivals stop finish within this
 CATCH_UP_MS = 24 * 3_600_000  # a faster-than-real-time endless run starts this far back
@@ -209,7 +211,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"simulating from {datetime.fromtimestamp(run.start_ms / 1000).astimezone().isoformat()} "
         f"{span} {pace}, seed {run.seed}"
         + (", with faults" if args.faults else "")
-        + ("" if args.dry_run else f", to {settings.topic('call-events')}"),
+        + (
+            ""
+            if args.dry_run
+            else f", to {settings.topic('call-events')} and {settings.topic('agent-events')}"
+        ),
         file=sys.stderr,
     )
     if not args.dry_run:

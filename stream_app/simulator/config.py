@@ -10,6 +10,9 @@ values) and names the file and the exact key path, as SLA files do. Shape::
     defaults: {talk_seconds: {dist: lognormal, mean: 240, sd: 150}}  # over the built-in queue
     queues: {sales: {arrivals_per_hour: 60, agents: 7}}              # replaces the built-in queues
     breaches: [{queue: sales, minutes: 30, agents: 0, after_minutes: 0}]
+    # agents: every queue's agents log in and out with its staffing; per queue, optionally
+    queues: {sales: {breaks: [{after_minutes: 120, minutes: 15, reason: break}],
+                     also_serves: [support], also_serves_hours: [13, 14, 15]}}
     faults: {duplicate: 0.01, reorder: 0.02, late: 0.005, malformed: 0.002}
 
 A duration is seconds: a number (constant) or `{dist: constant|uniform|exponential|lognormal}`
@@ -126,6 +129,18 @@ _LATE_SECONDS = Dist.uniform(120, 600)
 
 
 @dataclass(frozen=True, slots=True)
+class Break:
+    """Every agent of the queue is not ready for `minutes`, `after_minutes` into each session.
+
+    Agents stagger it, so a queue is never emptied at once: agent number i (from 0) takes it
+    (i mod 4) x `minutes` later. One who is busy then takes it after the call's work."""
+
+    after_minutes: float
+    minutes: float
+    reason: str = "break"
+
+
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     """One queue (skill), its callers and its agents. Durations are in seconds."""
 
@@ -149,6 +164,16 @@ class QueueConfig:
     voicemail_seconds: Dist = _VOICEMAIL_SECONDS
     emit_offers: bool = True  # agent_offered events (not every source has them)
     emit_ivr_ended: bool = True  # ivr_ended events (a source without IVR has none)
+    breaks: tuple[Break, ...] = ()  # not-ready spans of each agent session (none by default)
+    also_serves: tuple[str, ...] = ()  # other queues this queue's agents also take calls of
+    also_serves_hours: tuple[int, ...] | None = None  # local hours they do; None: all day
+
+    def serves_at(self, own: str, hour: int) -> tuple[str, ...]:
+        """The queues this queue's agents serve at local `hour`, their own first."""
+        hours = self.also_serves_hours
+        if hours is not None and hour not in hours:
+            return (own,)
+        return (own, *self.also_serves)
 
     def agents_at(self, hour: int) -> int:
         return self.agents if isinstance(self.agents, int) else self.agents[hour]
@@ -211,7 +236,7 @@ class SimConfig:
             if isinstance(v, Dist):
                 return v.describe()
             if isinstance(v, tuple):
-                return list(v)
+                return [record(item) if isinstance(item, Break) else item for item in v]
             return v
 
         def record(obj: Any) -> dict[str, object]:
@@ -338,6 +363,12 @@ def _check_queue(
     name: str, queue: QueueConfig, queues: Mapping[str, QueueConfig], src: str
 ) -> None:
     path = key_path("queues", name)
+    for other in queue.also_serves:
+        if other == name or other not in queues:
+            raise SimConfigError(
+                f"{src}: {path}.also_serves must name other queues, got {other!r} "
+                f"(queues: {', '.join(queues)})"
+            )
     if queue.overflow is not None:
         if queue.overflow == name:
             raise SimConfigError(f"{src}: {path}.overflow must name another queue, not itself")
@@ -480,6 +511,51 @@ def _agents(value: object, path: str, src: str) -> int | tuple[int, ...]:
     return _check(_count, value, path, src)
 
 
+def _breaks(value: object, path: str, src: str) -> tuple[Break, ...]:
+    if not isinstance(value, list):
+        raise SimConfigError(f"{src}: {path} must be a list, got {shorten(value)}")
+    out = []
+    known = tuple(f.name for f in fields(Break))
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        entry = mapping(item, where, src, SimConfigError)
+        no_unknown_keys(entry, known, where, src, SimConfigError)
+        for required in ("after_minutes", "minutes"):
+            if required not in entry:
+                raise SimConfigError(f"{src}: {where}.{required} is required")
+        reason = entry.get("reason", "break")
+        if not isinstance(reason, str) or not reason or "|" in reason or not reason.isprintable():
+            raise SimConfigError(
+                f"{src}: {where}.reason must be a printable name without '|', got {shorten(reason)}"
+            )
+        out.append(
+            Break(
+                after_minutes=_check(
+                    _non_negative, entry["after_minutes"], f"{where}.after_minutes", src
+                ),
+                minutes=_check(_positive, entry["minutes"], f"{where}.minutes", src),
+                reason=reason,
+            )
+        )
+    return tuple(out)
+
+
+def _queue_names(value: object, path: str, src: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SimConfigError(f"{src}: {path} must be a list of queue names, got {shorten(value)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _hours(value: object, path: str, src: str) -> tuple[int, ...] | None:
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, list) or not all(type(v) is int and 0 <= v <= 23 for v in value):
+        raise SimConfigError(
+            f"{src}: {path} must be a list of local hours 0..23 (or null: all day), got {shorten(value)}"
+        )
+    return tuple(sorted(set(value)))
+
+
 def _queue_ref(value: object, path: str, src: str) -> str | None:
     if value is None or value == "none":
         return None
@@ -552,6 +628,9 @@ _QUEUE_RULES: dict[str, Rule] = {
     "voicemail_seconds": _dist,
     "emit_offers": _boolean,
     "emit_ivr_ended": _boolean,
+    "breaks": _breaks,
+    "also_serves": _queue_names,
+    "also_serves_hours": _hours,
 }
 _FAULT_RULES: dict[str, Rule] = {
     "duplicate": _simple(_ratio),
@@ -627,6 +706,7 @@ def _queue_name(name: object, src: str) -> str:
 __all__ = [
     "DEFAULT_PROFILE",
     "Breach",
+    "Break",
     "Dist",
     "FaultConfig",
     "QueueConfig",

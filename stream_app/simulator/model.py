@@ -13,6 +13,15 @@ sent knows the correct figures of what the pipeline received.
 A run stopped early (`Simulation.close`) closes the center at a simulated instant: every call
 still in progress ends then with the events a real one would send, so none is left open
 downstream (a caller left "waiting" would age in the engine until its TTL evicts it).
+
+Agents (contract §6) go to `agent-events`: they log in and out with the staffing plan (a
+breach logs them out; a busy one leaves after the call's work), are not ready during breaks and
+after an offer they let ring out, and log out when the run ends or is closed. Agent events
+change no call: they use no random number, and breaks and shared queues are off unless
+configured, so the call events of a seed are the same with or without them. They are sent
+clean (faults are for call events). Each state change an agent's events and calls show
+downstream rides as an `AgentFact` on the record that shows it: the model's own account of
+the agents, for the summary.
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ from typing import Any
 
 import orjson
 
-from stream_app.simulator.config import QueueConfig, SimConfig
+from stream_app.simulator.config import Break, QueueConfig, SimConfig
 
 # Fact kinds: a call arrived; answered / abandoned (outcome and figures); flowed_out (one
 # queue_left); voicemail (outcome flowed_out: hung up after leaving a queue); ivr_only; handled.
 FACT_KINDS = ("call", "answered", "abandoned", "flowed_out", "voicemail", "ivr_only", "handled")
+CALL_TOPIC, AGENT_TOPIC = "call-events", "agent-events"
 MALFORMED_KINDS = ("invalid_json", "missing_field", "unknown_type")
 FAULT_KINDS = ("duplicate", "reordered", "late", *MALFORMED_KINDS)
 
@@ -57,15 +67,33 @@ class Fact:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentFact:
+    """What one record shows of one agent. `kind` "state": from `ts` on the agent is in
+    `state` (contract §6, as the events sent show it), serving `queues`, not ready for `reason`;
+    "answered": the agent answered a call; "handled": finished one's work, `handle_ms` long.
+    `seq` orders facts of one `ts`: the last one holds."""
+
+    kind: str
+    agent_id: str
+    ts: int
+    seq: int
+    state: str = ""
+    queues: tuple[str, ...] = ()
+    reason: str | None = None
+    handle_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """One Kafka record as the simulated source sends it."""
 
-    key: str  # the call_id (malformed copies too: a broker needs a key to place them)
+    key: str  # the call_id, or the agent_id (malformed copies too: a broker needs a key)
     value: bytes
     ts: int  # the event's time, epoch ms
     emit_at: int  # when it is sent, in simulated time (>= ts; later for held-back faults)
     fault: str | None = None  # None for a correct first send, else one of FAULT_KINDS
-    facts: tuple[Fact, ...] = ()  # only on correct first sends
+    facts: tuple[Fact | AgentFact, ...] = ()  # only on correct first sends
+    topic: str = CALL_TOPIC  # or AGENT_TOPIC
 
 
 # Call and agent states (WRAPUP: the caller hung up, the agent does the after-call work).
@@ -82,13 +110,38 @@ OFF, IDLE, BUSY, PAUSED = "off", "idle", "busy", "paused"
 
 
 class _Agent:
-    __slots__ = ("agent_id", "index", "queue", "state")
+    __slots__ = (
+        "agent_id",
+        "break_due",
+        "index",
+        "numbered",
+        "queue",
+        "reason",
+        "rings",
+        "serves",
+        "session",
+        "shown",
+        "state",
+        "talk_queue",
+        "wrap_queue",
+    )
 
     def __init__(self, queue: _Queue, index: int) -> None:
         self.queue = queue
         self.index = index
         self.agent_id = f"{queue.name}-{index + 1:02d}"
         self.state = OFF
+        self.serves: tuple[str, ...] = (queue.name,)  # own queue first
+        self.session = 0  # logins so far: a break timer of an earlier session is ignored
+        self.numbered = 0  # agent events so far: the next event_id suffix
+        self.reason: str | None = None  # why PAUSED
+        self.break_due: Break | None = None  # a break that came while busy
+        # What the events sent show (contract §6): rings by call_id (their queue), the queue
+        # of the call talked and of the call wrapped up, and the last state reported.
+        self.rings: dict[str, str] = {}
+        self.talk_queue: str | None = None
+        self.wrap_queue: str | None = None
+        self.shown: tuple[str, str | None, tuple[str, ...]] = ("logged_out", None, ())
 
 
 class _Call:
@@ -99,11 +152,14 @@ class _Call:
         "call_id",
         "entry_ts",
         "held",
+        "left_at",
         "line_start",
         "numbered",
         "offer_ts",
         "queue",
         "ring",
+        "ring_shown",
+        "stale",
         "state",
         "timed_out",
         "visit",
@@ -124,6 +180,11 @@ class _Call:
         self.answer_ts = 0
         self.answer_queue: _Queue | None = None
         self.held: tuple[int, Record] | None = None  # (outbox seq, record) held for a reorder
+        # An agent whose ring the events sent still show: downstream a ring ends only at the
+        # call's next event (an offer elsewhere, an abandon...), not when the agent lets it go.
+        self.stale: _Agent | None = None
+        self.ring_shown = False  # the current ring shows downstream (see `_offer`)
+        self.left_at: int | None = None  # ts of the call's latest queue_left
 
 
 class _Queue:
@@ -172,6 +233,7 @@ class Simulation:
         self.closed_at: int | None = None  # set by `close`
         self._hours: dict[int, int] = {}  # hour start (ms) -> local hour of day
         self._id_prefix = f"sim{seed}-{start_ms // 1000}"
+        self._fact_seq = itertools.count()
         self.queues = {
             name: _Queue(name, queue, config.profile_of(name))
             for name, queue in config.queues.items()
@@ -214,6 +276,8 @@ class Simulation:
                 yield record
                 continue
             if next_time is None:
+                if self._log_out_all():
+                    continue  # the center closes: its agents' logouts go out first
                 return
             if next_time > reached:
                 reached = next_time
@@ -259,6 +323,7 @@ class Simulation:
         self._cancelled.clear()
         for call in list(self._open.values()):
             self._close_call(call)
+        self._log_out_all()
         closing = [record for _, _, record in sorted(self._outbox)]
         self._outbox.clear()
         for queue in self.queues.values():
@@ -272,11 +337,13 @@ class Simulation:
             self._finish(call)
         elif call.state in (WAITING, RINGING):
             call.ring += 1  # a ring stops (the agent is released); a stale ring end is ignored
+            if call.agent is not None:
+                call.stale = call.agent  # its ring ends at the hang-up
             call.agent = None
             self._hang_up(call)
         elif call.state == TALKING:
             assert call.agent is not None
-            self._emit(call, "call_ended", agent=call.agent.agent_id)
+            self._end_talk(call, call.agent)
             self._wrapup_end(call, call.agent)
         elif call.state == WRAPUP:
             assert call.agent is not None
@@ -317,16 +384,84 @@ class Simulation:
         """Bring agents on duty or send idle ones home; busy ones leave after their call."""
         for queue in self.queues.values():
             target = self._target(queue)
-            for agent in [a for a in queue.idle if a.index >= target]:
-                queue.idle.remove(agent)
-                agent.state = OFF
+            for agent in [a for a in queue.idle if a.queue is queue and a.index >= target]:
+                self._log_out(agent)
+            serves = queue.config.serves_at(queue.name, self._local_hour(self.now))
+            for agent in queue.agents:
+                if agent.state != OFF and agent.serves != serves:
+                    self._change_queues(agent, serves)
             while len(queue.agents) < target:
                 queue.agents.append(_Agent(queue, len(queue.agents)))
             for agent in queue.agents[:target]:
                 if agent.state == OFF:
-                    agent.state = IDLE
-                    queue.idle.append(agent)
-            self._dispatch(queue)
+                    self._log_in(agent, serves)
+            for name in serves:
+                self._dispatch(self.queues[name])
+
+    def _log_in(self, agent: _Agent, serves: tuple[str, ...]) -> None:
+        agent.state = IDLE
+        agent.serves = serves
+        agent.session += 1
+        self._emit_agent(agent, "agent_logged_in", queues=serves)
+        self._idle(agent)
+        for index, brk in enumerate(agent.queue.config.breaks):
+            offset = brk.after_minutes + (agent.index % 4) * brk.minutes
+            self._at(
+                self.now + round(offset * 60_000),
+                partial(self._break_due, agent, agent.session, index),
+            )
+
+    def _log_out(self, agent: _Agent) -> None:
+        self._unidle(agent)
+        agent.state = OFF
+        agent.reason = None
+        agent.break_due = None
+        self._emit_agent(agent, "agent_logged_out")
+
+    def _log_out_all(self) -> bool:
+        """The center closes: every agent still logged in logs out now. False when none was."""
+        on = [a for q in self.queues.values() for a in q.agents if a.state != OFF]
+        for agent in on:
+            self._log_out(agent)
+        return bool(on)
+
+    def _change_queues(self, agent: _Agent, serves: tuple[str, ...]) -> None:
+        idle = agent.state == IDLE
+        if idle:
+            self._unidle(agent)
+        agent.serves = serves
+        self._emit_agent(agent, "agent_queues", queues=serves)
+        if idle:
+            self._idle(agent)
+            for name in serves[1:]:
+                self._dispatch(self.queues[name])
+
+    def _idle(self, agent: _Agent) -> None:
+        for name in agent.serves:
+            self.queues[name].idle.append(agent)
+
+    def _unidle(self, agent: _Agent) -> None:
+        """Off every idle list it is on (its own queue's and those it also serves)."""
+        for name in agent.serves:
+            idle = self.queues[name].idle
+            if agent in idle:
+                idle.remove(agent)
+
+    def _break_due(self, agent: _Agent, session: int, index: int) -> None:
+        if agent.session != session or agent.state == OFF:
+            return
+        brk = agent.queue.config.breaks[index]
+        if agent.state == IDLE:
+            self._unidle(agent)
+            self._take_break(agent, brk)
+        else:
+            agent.break_due = brk  # after the call's work (or the pause) ends
+
+    def _take_break(self, agent: _Agent, brk: Break) -> None:
+        agent.state = PAUSED
+        agent.reason = brk.reason
+        self._emit_agent(agent, "agent_not_ready", reason=brk.reason)
+        self._at(self.now + round(brk.minutes * 60_000), partial(self._agent_free, agent))
 
     def _tick(self) -> None:
         """Staffing by the hour, read every quarter hour (any zone's hours start on one)."""
@@ -334,13 +469,23 @@ class Simulation:
         self._at(self.now - self.now % RESTAFF_EVERY_MS + RESTAFF_EVERY_MS, self._tick)
 
     def _agent_free(self, agent: _Agent) -> None:
+        """After a call's work, a ring given up by the caller, a pause or a break."""
         queue = agent.queue
         if agent.index >= self._target(queue):
-            agent.state = OFF
+            self._log_out(agent)
             return
+        if agent.break_due is not None:
+            brk, agent.break_due = agent.break_due, None
+            self._take_break(agent, brk)
+            return
+        paused = agent.state == PAUSED
         agent.state = IDLE
-        queue.idle.append(agent)
-        self._dispatch(queue)
+        agent.reason = None
+        if paused:
+            self._emit_agent(agent, "agent_ready")
+        self._idle(agent)
+        for name in agent.serves:
+            self._dispatch(self.queues[name])
 
     # -- arrivals (non-homogeneous Poisson by thinning) ----------------------------------------
 
@@ -415,7 +560,11 @@ class Simulation:
 
     def _dispatch(self, queue: _Queue) -> None:
         while queue.waiting and queue.idle:
-            self._offer(queue.waiting.popleft(), queue.idle.popleft())
+            call = queue.waiting.popleft()
+            agent = queue.idle.popleft()
+            if len(agent.serves) > 1:
+                self._unidle(agent)
+            self._offer(call, agent)
 
     def _offer(self, call: _Call, agent: _Agent) -> None:
         config = call.queue.config
@@ -424,8 +573,18 @@ class Simulation:
         call.ring += 1
         call.offer_ts = self.now
         agent.state = BUSY
+        # Downstream a ring shows from its agent_offered to the call's next event; events of
+        # one instant count in type order, so a queue_left at this very instant (an overflow
+        # offered at once) comes after the offer there and ends that ring as it starts.
+        call.ring_shown = config.emit_offers and call.left_at != self.now
+        if call.ring_shown:
+            if call.stale is agent:  # offered again to the agent it rang at: one ring goes on
+                call.stale = None
+            agent.rings[call.call_id] = call.queue.name
         if config.emit_offers:
-            self._emit(call, "agent_offered", queue=call.queue.name, agent=agent.agent_id)
+            self._emit(
+                call, "agent_offered", queue=call.queue.name, agent=agent.agent_id, agents=(agent,)
+            )
         answers = self._rng.random() >= config.no_answer
         if answers:  # at least 1 ms: an answer never shares the instant of a queue change
             ring = max(1, config.ring_seconds.sample_ms(self._rng))
@@ -446,13 +605,27 @@ class Simulation:
             call.answer_ts = self.now
             call.answer_queue = queue
             fact = Fact("answered", queue.name, self.now, speed, wait)
-            self._emit(call, "call_answered", queue=queue.name, agent=agent.agent_id, facts=(fact,))
+            agent.rings.pop(call.call_id, None)
+            agent.talk_queue = queue.name
+            answered = AgentFact("answered", agent.agent_id, self.now, next(self._fact_seq))
+            self._emit(
+                call,
+                "call_answered",
+                queue=queue.name,
+                agent=agent.agent_id,
+                facts=(fact, answered),
+                agents=(agent,),
+            )
             talk = config.talk_seconds.sample_ms(self._rng)
             self._at(self.now + talk, partial(self._talk_end, call, agent))
             return
         # Ring, no answer (Asterisk's RINGNOANSWER): the agent is not ready for a while and
         # the caller keeps its place at the head of the queue.
         agent.state = PAUSED
+        agent.reason = "no_answer"
+        if call.ring_shown:
+            call.stale = agent
+        self._emit_agent(agent, "agent_not_ready", reason="no_answer")
         pause = round(config.no_answer_pause_seconds * 1000)
         self._at(self.now + pause, partial(self._agent_free, agent))
         call.state = WAITING
@@ -470,6 +643,7 @@ class Simulation:
         agent = call.agent
         if call.state == RINGING:
             call.ring += 1  # Asterisk's RINGCANCELED: the ring stops, the agent is free
+            call.stale = agent  # its ring ends at the hang-up
             call.agent = None
         else:
             queue.waiting.remove(call)
@@ -497,6 +671,7 @@ class Simulation:
     def _leave(self, call: _Call) -> None:
         queue = call.queue
         fact = Fact("flowed_out", queue.name, self.now)
+        call.left_at = self.now
         self._emit(call, "queue_left", queue=queue.name, reason="timeout", facts=(fact,))
         if queue.config.overflow is not None:
             self._enter(call, self.queues[queue.config.overflow])
@@ -509,8 +684,14 @@ class Simulation:
         self._emit(call, "call_ended", facts=(Fact("voicemail", call.queue.name, self.now),))
         self._finish(call)
 
+    def _end_talk(self, call: _Call, agent: _Agent) -> None:
+        assert call.answer_queue is not None
+        agent.talk_queue = None
+        agent.wrap_queue = call.answer_queue.name
+        self._emit(call, "call_ended", agent=agent.agent_id, agents=(agent,))
+
     def _talk_end(self, call: _Call, agent: _Agent) -> None:
-        self._emit(call, "call_ended", agent=agent.agent_id)
+        self._end_talk(call, agent)
         call.state = WRAPUP
         assert call.answer_queue is not None
         wrapup = call.answer_queue.config.wrapup_seconds.sample_ms(self._rng)
@@ -520,7 +701,22 @@ class Simulation:
         assert call.answer_queue is not None
         queue = call.answer_queue.name
         fact = Fact("handled", queue, self.now, self.now - call.answer_ts)
-        self._emit(call, "wrapup_ended", queue=queue, agent=agent.agent_id, facts=(fact,))
+        agent.wrap_queue = None
+        handled = AgentFact(
+            "handled",
+            agent.agent_id,
+            self.now,
+            next(self._fact_seq),
+            handle_ms=self.now - call.answer_ts,
+        )
+        self._emit(
+            call,
+            "wrapup_ended",
+            queue=queue,
+            agent=agent.agent_id,
+            facts=(fact, handled),
+            agents=(agent,),
+        )
         self._finish(call)
         if self.closed_at is None:
             self._agent_free(agent)
@@ -540,8 +736,17 @@ class Simulation:
         queue: str | None = None,
         agent: str | None = None,
         reason: str | None = None,
-        facts: tuple[Fact, ...] = (),
+        facts: tuple[Fact | AgentFact, ...] = (),
+        agents: tuple[_Agent, ...] = (),
     ) -> None:
+        """Send a call event; `agents`: those whose state it shows changed."""
+        if call.stale is not None:  # this event ends the ring the agent let go
+            call.stale.rings.pop(call.call_id, None)
+            call.stale.wrap_queue = None  # an instant of another call: it ends after-call work
+            agents = (call.stale, *agents)
+            call.stale = None
+        for changed in agents:
+            facts += self._observe(changed)
         call.numbered += 1
         event: dict[str, Any] = {
             "event_id": f"{call.call_id}-{call.numbered}",
@@ -560,6 +765,58 @@ class Simulation:
             self._send_with_faults(call, record, event)
         else:
             self._push(record)
+
+    def _emit_agent(
+        self,
+        agent: _Agent,
+        type_: str,
+        *,
+        queues: tuple[str, ...] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Send an agent event (contract §6), clean: faults are for call events."""
+        agent.numbered += 1
+        event: dict[str, Any] = {
+            "event_id": f"{self._id_prefix}-{agent.agent_id}-{agent.numbered}",
+            "agent_id": agent.agent_id,
+            "type": type_,
+            "ts": self.now if self.config.ts_format == "epoch_ms" else _rfc3339(self.now),
+        }
+        if queues is not None:
+            event["queues"] = list(queues)
+        if reason is not None:
+            event["reason"] = reason
+        value = orjson.dumps(event)
+        agent.wrap_queue = None  # the agent's next event ends their after-call work (contract §6)
+        facts = self._observe(agent)
+        self._push(Record(agent.agent_id, value, self.now, self.now, None, facts, AGENT_TOPIC))
+
+    def _observe(self, agent: _Agent) -> tuple[AgentFact, ...]:
+        """The agent's state as the events sent so far show it (contract §6: a call's activity
+        wins over the state the agent set); a fact when it changed."""
+        if agent.state == OFF:
+            state, reason = "logged_out", None
+        elif agent.state == PAUSED:
+            state, reason = "not_ready", agent.reason
+        else:
+            state, reason = "available", None
+        queues = set() if state == "logged_out" else set(agent.serves)
+        queues.update(agent.rings.values())
+        for busy in (agent.talk_queue, agent.wrap_queue):
+            if busy is not None:
+                queues.add(busy)
+        if agent.talk_queue is not None:
+            state, reason = "on_call", None
+        elif agent.rings:
+            state, reason = "ringing", None
+        elif agent.wrap_queue is not None:
+            state, reason = "after_call_work", None
+        shown = (state, reason, tuple(sorted(queues)))
+        if shown == agent.shown:
+            return ()
+        agent.shown = shown
+        seq = next(self._fact_seq)
+        return (AgentFact("state", agent.agent_id, self.now, seq, state, shown[2], reason),)
 
     def _push(self, record: Record) -> int:
         seq = next(self._seq)

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any, Protocol, TextIO
 
 from stream_app.settings import Settings
-from stream_app.simulator.model import Record, Simulation
+from stream_app.simulator.model import AGENT_TOPIC, CALL_TOPIC, Record, Simulation
 from stream_app.simulator.summary import Summary
 
 PENDING_LIMIT = 10_000  # unacknowledged sends before waiting for the broker
@@ -37,14 +37,15 @@ class Sink(Protocol):
 
 
 class KafkaSink:
-    """A long-lived idempotent producer to `call-events`, keyed by call_id."""
+    """A long-lived idempotent producer to `call-events` (keyed by call_id) and `agent-events`
+    (keyed by agent_id)."""
 
     def __init__(self, settings: Settings) -> None:
         from aiokafka import AIOKafkaProducer
 
         from stream_app.kafka_clients import client_options
 
-        self.topic = settings.topic("call-events")
+        self.topics = {name: settings.topic(name) for name in (CALL_TOPIC, AGENT_TOPIC)}
         self.producer = AIOKafkaProducer(
             **client_options(settings),
             acks="all",
@@ -62,7 +63,8 @@ class KafkaSink:
         await self.producer.stop()
 
     async def send(self, record: Record) -> None:
-        future = await self.producer.send(self.topic, key=record.key.encode(), value=record.value)
+        topic = self.topics[record.topic]
+        future = await self.producer.send(topic, key=record.key.encode(), value=record.value)
         self.pending.append(future)
         if len(self.pending) >= PENDING_LIMIT:
             await self._settle(wait=True)

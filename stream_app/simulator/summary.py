@@ -4,18 +4,66 @@ Built only from the facts the model attached to the records actually sent (never
 engine's code), so it is an independent check: per queue and per interval the `queue-metrics`
 figures of contract §3, plus the calls' outcomes and the faults injected. The thresholds are
 the engine's SLA configuration (short abandons, service level), so both count alike.
+
+The agents' figures (contract §6) come the same way from the model's `AgentFact`s: per queue
+and interval the seconds per state of the agents serving it, occupancy and the mean agents
+staffed (`queue-metrics`), and per agent and interval the `agent-metrics` figures. Only closed
+spans count: an agent's time after their last fact is not known yet (a run that ends or is
+stopped logs every agent out, which closes it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from stream_app.domain.sla import SlaConfig
-from stream_app.simulator.model import FAULT_KINDS, MALFORMED_KINDS, Record
+from stream_app.simulator.model import (
+    AGENT_TOPIC,
+    FAULT_KINDS,
+    MALFORMED_KINDS,
+    AgentFact,
+    Record,
+)
 
 OUTCOMES = ("answered", "abandoned", "short_abandoned", "flowed_out", "ivr_only")
+# The states of `callcenter_agents` and of the seconds in agent figures; busy: the last three.
+AGENT_STATES = ("available", "ringing", "on_call", "after_call_work", "not_ready")
+BUSY_STATES = ("ringing", "on_call", "after_call_work")
+NO_REASON = "unspecified"  # not ready without a reason (the engine's key for it)
+
+
+@dataclass(slots=True)
+class AgentTally:
+    """Milliseconds per state (and per not-ready reason), answers and handle time: one queue's
+    agents or one agent, in one interval."""
+
+    ms: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AGENT_STATES, 0))
+    reasons: dict[str, int] = field(default_factory=dict)
+    answered: int = 0
+    handled: int = 0
+    handle_ms: int = 0
+
+    def count(self, state: str, reason: str | None, ms: int) -> None:
+        self.ms[state] += ms
+        if state == "not_ready":
+            key = reason or NO_REASON
+            self.reasons[key] = self.reasons.get(key, 0) + ms
+
+    @property
+    def staffed_ms(self) -> int:
+        return sum(self.ms.values())
+
+    @property
+    def occupancy(self) -> float | None:
+        busy = sum(self.ms[state] for state in BUSY_STATES)
+        working = busy + self.ms["available"]
+        return busy / working if working else None
+
+    def seconds(self) -> dict[str, float]:
+        return {state: self.ms[state] / 1000 for state in AGENT_STATES}
 
 
 @dataclass(slots=True)
@@ -89,9 +137,15 @@ class Summary:
         self.intervals: dict[tuple[str, int], Tally] = {}
         self.first_ts: int | None = None
         self.last_ts: int | None = None
+        self.agent_events = 0  # records sent to agent-events (in `records`, not in `events`)
+        self._agent_facts: dict[str, list[AgentFact]] = {}
 
     def add(self, record: Record) -> None:
         self.records += 1
+        if record.topic == AGENT_TOPIC:
+            self.agent_events += 1
+            self._add_agent_facts(record)
+            return
         if record.fault in MALFORMED_KINDS:
             self.faults[record.fault] += 1
             return
@@ -103,8 +157,15 @@ class Summary:
             self.first_ts = record.ts
         if self.last_ts is None or record.ts > self.last_ts:
             self.last_ts = record.ts
+        self._add_agent_facts(record)
         for fact in record.facts:
-            self._fact(fact.kind, fact.queue, fact.ts, fact.a, fact.b)
+            if not isinstance(fact, AgentFact):
+                self._fact(fact.kind, fact.queue, fact.ts, fact.a, fact.b)
+
+    def _add_agent_facts(self, record: Record) -> None:
+        for fact in record.facts:
+            if isinstance(fact, AgentFact):
+                self._agent_facts.setdefault(fact.agent_id, []).append(fact)
 
     def _tally(self, queue: str, ts: int) -> Tally:
         key = (queue, ts - ts % self.interval_ms)
@@ -188,6 +249,88 @@ class Summary:
             )
         return out
 
+    # -- agents ----------------------------------------------------------------------------
+
+    def agent_tallies(
+        self,
+    ) -> tuple[dict[tuple[str, int], AgentTally], dict[tuple[str, int], AgentTally]]:
+        """Per (queue, interval start) and per (agent, interval start): the agents' time, split
+        at interval boundaries, answers in the interval of the answer, handle time in that of
+        the end of the work."""
+        queues: dict[tuple[str, int], AgentTally] = {}
+        agents: dict[tuple[str, int], AgentTally] = {}
+        step = self.interval_ms
+        for agent_id, facts in self._agent_facts.items():
+            ordered = sorted(facts, key=lambda f: (f.ts, f.seq))
+            states = [f for f in ordered if f.kind == "state"]
+            for fact, following in itertools.pairwise(states):
+                if fact.state == "logged_out":
+                    continue
+                begin, end = fact.ts, following.ts
+                while begin < end:
+                    start = begin - begin % step
+                    until = min(end, start + step)
+                    ms = until - begin
+                    agent = agents.setdefault((agent_id, start), AgentTally())
+                    agent.count(fact.state, fact.reason, ms)
+                    for queue in fact.queues:
+                        queues.setdefault((queue, start), AgentTally()).count(
+                            fact.state, fact.reason, ms
+                        )
+                    begin = until
+            for fact in ordered:
+                if fact.kind == "answered":
+                    agents.setdefault(
+                        (agent_id, fact.ts - fact.ts % step), AgentTally()
+                    ).answered += 1
+                elif fact.kind == "handled":
+                    tally = agents.setdefault((agent_id, fact.ts - fact.ts % step), AgentTally())
+                    tally.handled += 1
+                    tally.handle_ms += fact.handle_ms
+        return queues, agents
+
+    def queue_agent_records(self) -> list[dict[str, Any]]:
+        """Per queue and interval with agents: what `callcenter_agents` time adds up to, and the
+        `occupancy` and `agents_staffed_avg` of `queue-metrics`."""
+        queues, _ = self.agent_tallies()
+        return [
+            {
+                "queue": queue,
+                "interval_start": _iso(start),
+                "interval_end": _iso(start + self.interval_ms),
+                **tally.seconds(),
+                "occupancy": tally.occupancy,
+                "agents_staffed_avg": tally.staffed_ms / self.interval_ms,
+            }
+            for (queue, start), tally in sorted(queues.items(), key=lambda kv: kv[0][::-1])
+        ]
+
+    def agent_records(self) -> list[dict[str, Any]]:
+        """Per agent and interval with staffed time: the `agent-metrics` figures (contract §6)."""
+        _, agents = self.agent_tallies()
+        out = []
+        for (agent_id, start), tally in sorted(agents.items(), key=lambda kv: kv[0][::-1]):
+            if not tally.staffed_ms:
+                continue
+            out.append(
+                {
+                    "agent_id": agent_id,
+                    "interval_start": _iso(start),
+                    "interval_end": _iso(start + self.interval_ms),
+                    "answered": tally.answered,
+                    "handle_seconds_sum": tally.handle_ms / 1000,
+                    "aht_seconds": (
+                        tally.handle_ms / (tally.handled * 1000) if tally.handled else None
+                    ),
+                    **tally.seconds(),
+                    "not_ready_reasons": {
+                        reason: tally.reasons[reason] / 1000 for reason in sorted(tally.reasons)
+                    },
+                    "occupancy": tally.occupancy,
+                }
+            )
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
@@ -204,6 +347,10 @@ class Summary:
             "queues": self.per_queue(),
             "interval_minutes": self.interval_ms // 60_000,
             "intervals": self.interval_records(),
+            "agent_events": self.agent_events,
+            "agents": len(self._agent_facts),
+            "queue_agent_intervals": self.queue_agent_records(),
+            "agent_intervals": self.agent_records(),
         }
 
     def render(self) -> str:
@@ -227,6 +374,8 @@ class Summary:
                 f"{f['abandoned']:>11}{f['short_abandoned']:>7}{f['flowed_out']:>8}"
                 f"{asa:>8}{sl:>7}{rate:>8}"
             )
+        if self.agent_events:
+            lines.append(f"{self.agent_events} agent events of {len(self._agent_facts)} agents")
         faults = ", ".join(f"{n} {kind}" for kind, n in self.faults.items() if n)
         lines.append(f"faults injected: {faults or 'none'}")
         return "\n".join(lines)

@@ -24,12 +24,22 @@ Choices where the log is silent (each has a test):
 - ABANDON → ``call_abandoned``; EXITWITHTIMEOUT / EXITEMPTY / EXITWITHKEY / WITHDRAW →
   ``queue_left`` (reason timeout / empty / key / withdraw); COMPLETECALLER, COMPLETEAGENT,
   BLINDTRANSFER, ATTENDEDTRANSFER, TRANSFER → ``call_ended`` at the line's ts (logged at the
-  hang-up or transfer).
+  hang-up or transfer), then ``wrapup_ended`` at the same ts: queue_log has no after-call work,
+  so the agent's work ends with the call (contract §6) and the handle time is the talk time.
 - SYSCOMPAT → ``call_ended``: the PBX dropped the caller before the bridge; unanswered, the
   engine counts it abandoned, as app_queue itself does (``record_abandoned``).
 - RINGNOANSWER, RINGCANCELED, AGENTDUMP change no contract figure (the offer that counts comes
-  from CONNECT, the hang-up from ABANDON): ignored, counted. So are agent-state lines, custom
-  verbs, and CONFIGRELOAD (written at every logger reload or rotation while calls go on).
+  from CONNECT, the hang-up from ABANDON): ignored, counted. So are custom verbs, and
+  CONFIGRELOAD (written at every logger reload or rotation while calls go on).
+- Agent lines become `agent-events` (contract §6), keyed by the agent: ADDMEMBER and
+  REMOVEMEMBER change the queues the agent serves (kept per agent: a second ADDMEMBER gives
+  ``agent_queues`` with both; the first logs the agent in, removing the last logs them out);
+  AGENTLOGIN / AGENTLOGOFF log in (with the queues kept) and out; PAUSE / PAUSEALL give
+  ``agent_not_ready`` with data1 as the reason, UNPAUSE / UNPAUSEALL ``agent_ready``. A pause
+  in one queue makes the agent not ready everywhere: readiness is per agent in the contract.
+- Agents are named alike on every line (``agent_name``): a member interface
+  ``Local/2004@from-internal/n`` is ``2004``, ``PJSIP/201`` (or ``SIP/…``, ``Agent/…``…) is
+  ``201``, a channel's ``-0000001a`` suffix is dropped; any other name is kept as written.
 - QUEUESTART is written once per Asterisk start: every call still open (queued or talking)
   died with the old process. Each gets ``call_ended`` at the QUEUESTART ts, the first moment
   its end is certain: a queued one then counts abandoned (a lost caller is not hidden from the
@@ -40,6 +50,7 @@ Choices where the log is silent (each has a test):
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import os
@@ -49,7 +60,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from stream_app.domain.events import MAX_TS, MIN_TS, format_ts, parse_ts
+from stream_app.domain.events import MAX_TS, MIN_TS, Rejected, check_name, format_ts, parse_ts
 
 FORMS: tuple[str, ...] = ("file", "csv")
 COLUMNS: tuple[str, ...] = (
@@ -84,13 +95,62 @@ CALL_NOISE = frozenset({"RINGNOANSWER", "RINGCANCELED", "AGENTDUMP"})  # ignored
 NO_CALL = frozenset({"", "NONE", "REALTIME", "MANAGER", "CLI"})  # callids naming no call
 RESTART = "QUEUESTART"
 RECENT_MS = 5000  # how long a line's content is remembered to number identical lines
+AGENT_VERBS = frozenset(
+    {
+        "ADDMEMBER",
+        "REMOVEMEMBER",
+        "AGENTLOGIN",
+        "AGENTCALLBACKLOGIN",
+        "AGENTLOGOFF",
+        "AGENTCALLBACKLOGOFF",
+        "PAUSE",
+        "PAUSEALL",
+        "UNPAUSE",
+        "UNPAUSEALL",
+    }
+)
 SKIP_REASONS = frozenset(
-    {"too_few_fields", "bad_time", "no_event", "no_callid", "no_queue", "bad_header", "bad_csv"}
+    {
+        "too_few_fields",
+        "bad_time",
+        "no_event",
+        "no_callid",
+        "no_queue",
+        "no_agent",
+        "bad_agent",
+        "bad_header",
+        "bad_csv",
+    }
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _SECONDS = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?")
+_LOCAL = re.compile(r"Local/([^@/;]+)@.*", re.IGNORECASE)
+_DEVICE = re.compile(r"[A-Za-z][A-Za-z0-9_]*/([^/]+)")
+_CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(?:;\d)?")
+
+
+def agent_name(text: str) -> str:
+    """The one name of an agent, however a line writes it (docs/sources.md): the extension of
+    a Local channel (``Local/2004@from-internal/n`` → ``2004``), the resource of a device or
+    agent interface (``PJSIP/201``, ``SIP/201-0000001a``, ``Agent/201`` → ``201``), any other
+    name as written. So FreePBX's queue member ``Local/201@from-queue/n`` and the phone
+    ``PJSIP/201`` that answers are one agent; "" for none."""
+    name = text.strip()
+    if name in NO_CALL:
+        return ""
+    local = _LOCAL.fullmatch(name)
+    if local is not None:
+        return local.group(1)
+    device = _DEVICE.fullmatch(name)
+    if device is not None:
+        resource = device.group(1)
+        suffix = _CHANNEL_SUFFIX.search(resource)
+        if suffix is not None and suffix.end() == len(resource):
+            resource = resource[: suffix.start()]
+        return resource or name
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +179,8 @@ class MapStats:
     closed_at_restart: int = 0  # open calls ended by a QUEUESTART
     rebuilt_entries: int = 0  # queue_entered rebuilt from a CONNECT or ABANDON
     forgotten: int = 0  # open calls silent for max_open_hours
+    agent_lines: int = 0  # agent lines mapped (to agent-events)
+    reasons_dropped: int = 0  # pause reasons left out: not a usable name (too long, control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +303,7 @@ class _Open:
         return cls(queue, bool(answered), entered, last)
 
 
-Emitted = tuple[str, dict[str, object]]  # (key = call_id, contract event)
+Emitted = tuple[str, dict[str, object]]  # (key = call_id or agent_id, contract event)
 
 
 class QueueLogMapper:
@@ -273,6 +335,8 @@ class QueueLogMapper:
         self._columns: dict[str, int] | None = None  # from a CSV header row
         self._recent: dict[str, list[int]] = {}  # line digest -> [ts, lines of that content]
         self._newest = MIN_TS  # the newest ts of a mapped line
+        self._members: dict[str, list[str]] = {}  # agent -> the queues they are a member of
+        self._logged_in: set[str] = set()  # agents the events sent show logged in
 
     @property
     def open_calls(self) -> int:
@@ -351,6 +415,8 @@ class QueueLogMapper:
         verb = record.verb
         if verb == RESTART:
             return self._close_all(record, raw)
+        if verb in AGENT_VERBS:
+            return self._map_agent(record, raw)
         callid = record.callid
         mapped = verb in ("ENTERQUEUE", "CONNECT", "ABANDON") or verb in FLOW_OUT
         if not mapped and verb not in CALL_END:
@@ -393,7 +459,8 @@ class QueueLogMapper:
             self._open[callid] = _Open(queue, False, record.ts, record.ts)
         elif verb == "CONNECT":
             entered = state.entered if state is not None else rebuild_entry(record.datum(0))
-            agent = record.agent or "NONE"  # app_queue always names the member; keep the answer
+            # app_queue always names the member; keep the answer when the name is unusable
+            agent = _usable(agent_name(record.agent)) or "NONE"
             ring_ms = _seconds_ms(record.datum(2))
             if ring_ms is not None:
                 offered = record.ts - ring_ms
@@ -412,8 +479,77 @@ class QueueLogMapper:
         elif verb in FLOW_OUT:
             emit("queue_left", record.ts, queue=queue, reason=FLOW_OUT[verb])
         else:  # CALL_END
-            member = record.agent if record.agent not in NO_CALL else None
+            member = _usable(agent_name(record.agent))
             emit("call_ended", record.ts, queue=queue, agent_id=member)
+            if verb != "SYSCOMPAT" and (member or (state is not None and state.answered)):
+                emit("wrapup_ended", record.ts, queue=queue, agent_id=member)
+        return events
+
+    def _map_agent(self, record: Record, raw: str) -> list[Emitted]:
+        """An agent line: its agent event (none when it changes nothing the events show)."""
+        verb = record.verb
+        name = agent_name(record.agent)
+        if not name:
+            raise BadLine("no_agent", f"{verb} names no agent: {_quote(raw)}")
+        try:
+            check_name(name, "agent_id")
+        except Rejected as exc:
+            raise BadLine("bad_agent", exc.detail) from None
+        queue = record.queue if record.queue not in NO_CALL else None
+        if verb in ("ADDMEMBER", "REMOVEMEMBER") and queue is None:
+            raise BadLine("no_queue", f"{verb} without a queue: {_quote(raw)}")
+        digest = _digest(raw)
+        base = f"ast:{digest}:{self._occurrence(digest, record.ts)}"
+        events: list[Emitted] = []
+        self.stats.agent_lines += 1
+
+        def emit(kind: str, **extra: object) -> None:
+            event: dict[str, object] = {
+                "event_id": f"{base}:{kind}",
+                "agent_id": name,
+                "type": kind,
+                "ts": format_ts(record.ts),
+            }
+            event.update(extra)
+            events.append((name, event))
+
+        queues = self._members.setdefault(name, [])
+        if verb == "ADDMEMBER":
+            assert queue is not None
+            added = queue not in queues
+            if added:
+                bisect.insort(queues, queue)
+            if name not in self._logged_in:
+                self._logged_in.add(name)
+                emit("agent_logged_in", queues=list(queues))
+            elif added:
+                emit("agent_queues", queues=list(queues))
+        elif verb == "REMOVEMEMBER":
+            assert queue is not None
+            removed = queue in queues
+            if removed:
+                queues.remove(queue)
+            if name in self._logged_in and not queues:
+                self._logged_in.discard(name)
+                emit("agent_logged_out")
+            elif name in self._logged_in and removed:
+                emit("agent_queues", queues=list(queues))
+        elif verb in ("AGENTLOGIN", "AGENTCALLBACKLOGIN"):
+            self._logged_in.add(name)
+            emit("agent_logged_in", queues=list(queues))
+        elif verb in ("AGENTLOGOFF", "AGENTCALLBACKLOGOFF"):
+            self._logged_in.discard(name)
+            emit("agent_logged_out")
+        elif verb in ("PAUSE", "PAUSEALL"):
+            reason = record.datum(0)
+            if reason and _usable(reason, separator_ok=True) is None:
+                self.stats.reasons_dropped += 1
+                reason = ""
+            emit("agent_not_ready", **({"reason": reason} if reason else {}))
+        else:  # UNPAUSE, UNPAUSEALL
+            emit("agent_ready")
+        if not queues:
+            del self._members[name]  # keep no empty entries: the state stays small
         return events
 
     def _close_all(self, record: Record, raw: str) -> list[Emitted]:
@@ -421,15 +557,17 @@ class QueueLogMapper:
         events: list[Emitted] = []
         ts = format_ts(record.ts)
         for callid, state in self._open.items():
-            event: dict[str, object] = {
-                "event_id": f"ast:{_digest(raw + chr(10) + callid)}:0:call_ended",
-                "call_id": callid,
-                "type": "call_ended",
-                "ts": ts,
-            }
-            if state.queue:
-                event["queue"] = state.queue
-            events.append((callid, event))
+            kinds = ("call_ended", "wrapup_ended") if state.answered else ("call_ended",)
+            for kind in kinds:
+                event: dict[str, object] = {
+                    "event_id": f"ast:{_digest(raw + chr(10) + callid)}:0:{kind}",
+                    "call_id": callid,
+                    "type": kind,
+                    "ts": ts,
+                }
+                if state.queue:
+                    event["queue"] = state.queue
+                events.append((callid, event))
         self.stats.closed_at_restart += len(self._open)
         self._open.clear()
         return events
@@ -468,6 +606,8 @@ class QueueLogMapper:
             "columns": self._columns,
             "recent": self._recent,
             "newest": self._newest,
+            "members": self._members,
+            "logged_in": sorted(self._logged_in),
         }
 
     def restore(self, data: Mapping[str, object]) -> None:
@@ -476,6 +616,14 @@ class QueueLogMapper:
         columns = data.get("columns")
         recent = data.get("recent", {})
         newest = data.get("newest", MIN_TS)
+        members = data.get("members", {})
+        logged_in = data.get("logged_in", [])
+        if (
+            not isinstance(members, dict)
+            or not isinstance(logged_in, list)
+            or not all(isinstance(q, list) for q in members.values())
+        ):
+            raise ValueError("not a queue_log mapper snapshot")
         if (
             not isinstance(opened, dict)
             or not (columns is None or isinstance(columns, dict))
@@ -487,6 +635,18 @@ class QueueLogMapper:
         self._columns = None if columns is None else {str(k): int(v) for k, v in columns.items()}
         self._recent = {str(d): [int(seen[0]), int(seen[1])] for d, seen in recent.items()}
         self._newest = newest
+        self._members = {str(a): sorted(str(q) for q in queues) for a, queues in members.items()}
+        self._logged_in = {str(agent) for agent in logged_in}
+
+
+def _usable(name: str, *, separator_ok: bool = False) -> str | None:
+    """The name when the engine accepts it as an agent (or reason), else None."""
+    if not name:
+        return None
+    try:
+        return check_name(name, "name", separator_ok=separator_ok)
+    except Rejected:
+        return None
 
 
 def summary(stats: MapStats) -> str:
@@ -500,6 +660,10 @@ def summary(stats: MapStats) -> str:
         parts.append(f"queue entries rebuilt from hold times: {stats.rebuilt_entries}")
     if stats.forgotten:
         parts.append(f"open calls forgotten after silence: {stats.forgotten}")
+    if stats.agent_lines:
+        parts.append(f"agent lines: {stats.agent_lines}")
+    if stats.reasons_dropped:
+        parts.append(f"pause reasons left out (not a usable name): {stats.reasons_dropped}")
     return "; ".join(parts)
 
 
@@ -509,6 +673,7 @@ class ReplayPlan:
 
     events: list[Emitted]
     calls: int
+    agents: int
     stats: MapStats
     skips: list[Skip]
 
@@ -529,7 +694,8 @@ def load(
     timed.sort(key=lambda item: item[0])
     return ReplayPlan(
         events=[emitted for _, emitted in timed],
-        calls=len({key for _, (key, _) in timed}),
+        calls=len({key for _, (key, event) in timed if "call_id" in event}),
+        agents=len({key for _, (key, event) in timed if "call_id" not in event}),
         stats=mapper.stats,
         skips=mapper.skips,
     )

@@ -1,4 +1,5 @@
-"""`stream-app replay asterisk` and `stream-app connect asterisk`: queue_log to `call-events`.
+"""`stream-app replay asterisk` and `stream-app connect asterisk`: queue_log to `call-events`
+(and its agent lines to `agent-events`).
 
 Why two commands: a replay backfills history as fast as the broker takes it (or paced with
 ``--speed``) and exits once everything is acknowledged; a connector delivers what the log
@@ -17,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,8 @@ def cmd_replay_asterisk(args: argparse.Namespace) -> int:
         return _fail(f"cannot deliver to Kafka at {settings.kafka_bootstrap}: {exc!r}")
     stats = plan.stats
     print(
-        f"replayed {stats.lines} lines: {plan.calls} calls as {sent} events"
-        f" to {settings.topic('call-events')}"
+        f"replayed {stats.lines} lines: {plan.calls} calls and {plan.agents} agents as {sent}"
+        f" events to {settings.topic('call-events')} and {settings.topic('agent-events')}"
     )
     print(summary(stats), file=sys.stderr)
     if stats.lines and stats.lines == sum(stats.skipped.values()) + stats.blank:
@@ -223,7 +224,7 @@ async def connect(
     mapper = QueueLogMapper(form, tz, source=follower.path)
     if follower.saved is not None:
         mapper.restore(follower.saved)
-    topic = settings.topic("call-events")
+    topics = {name: settings.topic(name) for name in ("call-events", "agent-events")}
     delivered = 0
     try:
         async with open_producer(settings) as producer:
@@ -242,7 +243,7 @@ async def connect(
                 for skip in mapper.skips:
                     print(skip, file=sys.stderr)
                 mapper.skips.clear()
-                if not await _deliver_until_done(deliver, producer, topic, events, stop):
+                if not await _deliver_until_done(deliver, producer, topics, events, stop):
                     break  # stopped before the broker had them: the lines are read again next time
                 follower.commit(batch.position, mapper.snapshot())
                 delivered += len(events)
@@ -253,7 +254,8 @@ async def connect(
                 loop.remove_signal_handler(sig)
     stats = mapper.stats
     print(
-        f"read {stats.lines} lines of {follower.path}: {delivered} events to {topic};"
+        f"read {stats.lines} lines of {follower.path}: {delivered} events to"
+        f" {topics['call-events']} and {topics['agent-events']};"
         f" {mapper.open_calls} calls still open",
         file=sys.stderr,
     )
@@ -262,9 +264,9 @@ async def connect(
 
 
 async def _deliver_until_done(
-    deliver: Callable[[Any, str, list[Emitted]], Awaitable[int]],
+    deliver: Callable[[Any, Mapping[str, str], list[Emitted]], Awaitable[int]],
     producer: Any,
-    topic: str,
+    topics: Mapping[str, str],
     events: list[Emitted],
     stop: asyncio.Event,
 ) -> bool:
@@ -275,7 +277,7 @@ async def _deliver_until_done(
     attempt = 0
     while True:
         try:
-            await deliver(producer, topic, events)
+            await deliver(producer, topics, events)
             return True
         except KafkaError as exc:
             wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]

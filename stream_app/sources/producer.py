@@ -1,10 +1,11 @@
-"""Send contract events to `call-events`, keyed by call_id, and wait until the broker has them all."""
+"""Send contract events to `call-events` (keyed by call_id) and `agent-events` (keyed by
+agent_id), and wait until the broker has them all."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,8 +13,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream_app.domain.events import parse_ts
+from stream_app.domain.model import AGENT_EVENT_TYPES
 from stream_app.kafka_clients import client_options
 from stream_app.settings import Settings
+
+
+def topic_of(event: dict[str, Any]) -> str:
+    """The catalog topic of a contract event: its type says which input it belongs to."""
+    return "agent-events" if event.get("type") in AGENT_EVENT_TYPES else "call-events"
 
 
 async def produce_events(
@@ -23,7 +30,6 @@ async def produce_events(
 
     Returns the number of records the broker acknowledged (all of them, or it raises).
     """
-    topic = settings.topic("call-events")
     pending: list[asyncio.Future[Any]] = []
     sent = 0
     async with open_producer(settings) as producer:
@@ -36,6 +42,7 @@ async def produce_events(
                 delay = (ts - first_ts) / 1000 / speed - (time.monotonic() - started)
                 if delay > 0:
                     await asyncio.sleep(delay)
+            topic = settings.topic(topic_of(event))
             pending.append(await producer.send(topic, key=key.encode(), value=orjson.dumps(event)))
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
@@ -66,12 +73,15 @@ async def open_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 
 
 async def deliver(
-    producer: AIOKafkaProducer, topic: str, events: Iterable[tuple[str, dict[str, Any]]]
+    producer: AIOKafkaProducer,
+    topics: Mapping[str, str],
+    events: Iterable[tuple[str, dict[str, Any]]],
 ) -> int:
-    """Send (key = call_id, event) pairs in order; return once the broker acknowledged every
-    one, so the caller may then commit its read position. Raises when a send fails."""
+    """Send (key, event) pairs in order, each to `topics[topic_of(event)]` (catalog name to the
+    full name); return once the broker acknowledged every one, so the caller may then commit
+    its read position. Raises when a send fails."""
     pending = [
-        await producer.send(topic, key=key.encode(), value=orjson.dumps(event))
+        await producer.send(topics[topic_of(event)], key=key.encode(), value=orjson.dumps(event))
         for key, event in events
     ]
     await asyncio.gather(*pending)

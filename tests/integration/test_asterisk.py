@@ -1,5 +1,6 @@
 """An Asterisk queue_log through `stream-app replay asterisk`, the real broker and a worker:
-replayed twice, it gives the figures of one replay (hand-computed below)."""
+replayed twice, it gives the figures of one replay (hand-computed below), and its agent lines
+the same agent events twice (the engine drops the second as duplicates)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def queue_log(t0: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+# Handle time is the talk (queue_log has no after-call work: it ends with the call): a 175 s;
+# d 160 s and e 195 s in support.
 def expected(t0: int) -> dict[str, dict[str, object]]:
     start, end = format_ts(t0), format_ts(t0 + 15 * MIN)
     return {
@@ -70,14 +73,14 @@ def expected(t0: int) -> dict[str, dict[str, object]]:
             "queue": "sales", "interval_start": start, "interval_end": end,
             "offered": 3, "answered": 1, "abandoned": 3, "short_abandoned": 1, "flowed_out": 1,
             "answered_within_threshold": 1, "service_level_seconds": 20,
-            "asa_seconds": 15.0, "awt_seconds": 12.0, "aht_seconds": None,
+            "asa_seconds": 15.0, "awt_seconds": 12.0, "aht_seconds": 175.0,
             "longest_wait_seconds": 100.0, "service_level": 1 / 3, "abandon_rate": 2 / 3,
         },
         f"support|{start}": {
             "queue": "support", "interval_start": start, "interval_end": end,
             "offered": 2, "answered": 2, "abandoned": 0, "short_abandoned": 0, "flowed_out": 1,
             "answered_within_threshold": 1, "service_level_seconds": 20,
-            "asa_seconds": 22.5, "awt_seconds": 5.5, "aht_seconds": None,
+            "asa_seconds": 22.5, "awt_seconds": 5.5, "aht_seconds": 177.5,
             "longest_wait_seconds": 40.0, "service_level": 0.5, "abandon_rate": 0.0,
         },
     }  # fmt: skip
@@ -101,7 +104,7 @@ def test_an_asterisk_log_replayed_twice_gives_the_figures_of_one_replay(
     log.write_text(queue_log(t0))
 
     first = replay(worker, log)
-    assert "replayed 29 lines: 8 calls as 24 events" in first.stdout, first.stdout
+    assert "replayed 29 lines: 8 calls and 2 agents as 31 events" in first.stdout, first.stdout
     assert f"{log}:27: skipped (too_few_fields)" in first.stderr
     assert "skipped lines: 1 too_few_fields" in first.stderr
     assert "calls ended by QUEUESTART: 1" in first.stderr
@@ -110,11 +113,23 @@ def test_an_asterisk_log_replayed_twice_gives_the_figures_of_one_replay(
     assert {k: figures(got[k]) for k in want} == want
 
     second = replay(worker, log)
-    assert "as 24 events" in second.stdout
+    assert "as 31 events" in second.stdout
     wait_for(lambda: worker.backlog() == 0, timeout=30, message="the second replay consumed")
     latest = latest_by_key(consume_all(prefix + "queue-metrics", idle=1.0, timeout=10))
     assert {k: figures(latest[k]) for k in want} == want
     assert {k: latest[k]["revision"] for k in want} == {k: 0 for k in want}  # nothing changed
     # The second replay sent the very same events: same keys, same ids.
-    sent = [(r.key, r.json()["event_id"]) for r in consume_all(prefix + "call-events", expect=48)]
-    assert len(sent) == 48 and len(set(sent)) == 24
+    sent = [(r.key, r.json()["event_id"]) for r in consume_all(prefix + "call-events", expect=54)]
+    assert len(sent) == 54 and len(set(sent)) == 27
+    agents = [r.json() for r in consume_all(prefix + "agent-events", expect=8)]
+    assert len(agents) == 8 and len({a["event_id"] for a in agents}) == 4
+    # Members named by their interface (SIP/1) become agents by their device's name (1).
+    assert sorted((a["agent_id"], a["ts"], a["type"], a.get("reason")) for a in agents) == sorted(
+        2
+        * [
+            ("1", format_ts(t0 + 1 * S), "agent_logged_in", None),
+            ("2", format_ts(t0 + 1 * S), "agent_logged_in", None),
+            ("2", format_ts(t0 + 150 * S), "agent_not_ready", "paperwork"),
+            ("2", format_ts(t0 + 160 * S), "agent_ready", None),
+        ]
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -30,6 +30,7 @@ from stream_app.sources.asterisk import (
     Emitted,
     QueueLogMapper,
     Record,
+    agent_name,
     load,
     parse_file_line,
     parse_local_time,
@@ -107,25 +108,33 @@ def test_enterqueue_connect_and_complete_map_to_the_contract() -> None:
             "type": "agent_offered",
             "ts": at(12),
             "queue": "sales",
-            "agent_id": "Agent/1001",
+            "agent_id": "1001",
         },
         {
             "call_id": "1.1",
             "type": "call_answered",
             "ts": at(15),
             "queue": "sales",
-            "agent_id": "Agent/1001",
+            "agent_id": "1001",
         },
         {
             "call_id": "1.1",
             "type": "call_ended",
             "ts": at(200),
             "queue": "sales",
-            "agent_id": "Agent/1001",
+            "agent_id": "1001",
+        },
+        # queue_log has no after-call work: it ends with the call (contract §6)
+        {
+            "call_id": "1.1",
+            "type": "wrapup_ended",
+            "ts": at(200),
+            "queue": "sales",
+            "agent_id": "1001",
         },
     ]
     ids = [str(event["event_id"]) for event in events]
-    assert len(set(ids)) == 4
+    assert len(set(ids)) == 5
     assert all(
         i.startswith("ast:") and i.endswith(":" + str(e["type"]))
         for i, e in zip(ids, events, strict=True)
@@ -165,11 +174,12 @@ def test_every_end_of_an_answered_call_is_call_ended_at_its_line(terminal: tuple
     assert without_ids(events) == [
         {
             "call_id": "1.1",
-            "type": "call_ended",
+            "type": kind,
             "ts": at(200),
             "queue": "sales",
-            "agent_id": "Agent/1001",
+            "agent_id": "1001",
         }
+        for kind in ("call_ended", "wrapup_ended")
     ]
     assert mapper.open_calls == 0  # terminal: the call is forgotten
     assert not mapper.skips
@@ -234,13 +244,14 @@ def test_syscompat_drops_the_caller_a_call_ended() -> None:
             "type": "call_ended",
             "ts": at(12),
             "queue": "sales",
-            "agent_id": "SIP/8007",
+            "agent_id": "8007",
         }
     ]
+    assert len(events) == 2  # unanswered: no after-call work
     assert mapper.open_calls == 0
 
 
-def test_agent_state_lines_and_configreload_are_ignored_and_counted_by_verb() -> None:
+def test_agent_lines_become_agent_events_keyed_by_the_agent() -> None:
     mapper = QueueLogMapper()
     lines = [
         row(0, "MANAGER", "sales", "SIP/8007", "ADDMEMBER", ""),
@@ -248,29 +259,115 @@ def test_agent_state_lines_and_configreload_are_ignored_and_counted_by_verb() ->
         row(2, "NONE", "sales", "SIP/8007", "UNPAUSE", ""),
         row(3, "NONE", "NONE", "SIP/8007", "PAUSEALL", "break"),
         row(4, "NONE", "NONE", "SIP/8007", "UNPAUSEALL", ""),
-        row(5, "NONE", "NONE", "Agent/1001", "AGENTLOGIN", "SIP/8007-0001"),
-        row(6, "NONE", "NONE", "Agent/1001", "AGENTLOGOFF", "SIP/8007-0001", "3600"),
+        row(5, "NONE", "NONE", "Agent/1001", "AGENTLOGIN", "SIP/8008-0001"),
+        row(6, "NONE", "NONE", "Agent/1001", "AGENTLOGOFF", "SIP/8008-0001", "3600"),
         row(7, "MANAGER", "sales", "SIP/8007", "REMOVEMEMBER", ""),
+        row(8, "NONE", "sales", "SIP/8007", "PAUSE", ""),  # no reason given
+    ]
+    out = feed(mapper, lines)
+    assert [(key, without_ids([event])[0]) for key, event in out] == [
+        ("8007", {"agent_id": "8007", "type": "agent_logged_in", "ts": at(0), "queues": ["sales"]}),
+        ("8007", {"agent_id": "8007", "type": "agent_not_ready", "ts": at(1), "reason": "lunch"}),
+        ("8007", {"agent_id": "8007", "type": "agent_ready", "ts": at(2)}),
+        ("8007", {"agent_id": "8007", "type": "agent_not_ready", "ts": at(3), "reason": "break"}),
+        ("8007", {"agent_id": "8007", "type": "agent_ready", "ts": at(4)}),
+        ("1001", {"agent_id": "1001", "type": "agent_logged_in", "ts": at(5), "queues": []}),
+        ("1001", {"agent_id": "1001", "type": "agent_logged_out", "ts": at(6)}),
+        ("8007", {"agent_id": "8007", "type": "agent_logged_out", "ts": at(7)}),
+        ("8007", {"agent_id": "8007", "type": "agent_not_ready", "ts": at(8)}),
+    ]  # fmt: skip
+    ids = [str(event["event_id"]) for _, event in out]
+    assert len(set(ids)) == len(ids) and all(i.startswith("ast:") for i in ids)
+    assert mapper.stats.agent_lines == len(lines) and not mapper.stats.ignored
+    assert not mapper.skips
+    assert "agent lines: 9" in summary(mapper.stats)
+
+
+def test_membership_is_kept_per_agent_across_queues() -> None:
+    mapper = QueueLogMapper()
+    lines = [
+        row(0, "MANAGER", "sales", "Local/2004@from-internal/n", "ADDMEMBER", ""),
+        row(1, "REALTIME", "support", "PJSIP/2004", "ADDMEMBER", ""),
+        row(2, "MANAGER", "support", "Local/2004@from-queue/n", "ADDMEMBER", ""),  # again
+        row(3, "NONE", "NONE", "PJSIP/2004-0000001a", "PAUSEALL", "Coffee"),
+        row(4, "MANAGER", "sales", "Local/2004@from-internal/n", "REMOVEMEMBER", ""),
+        row(5, "MANAGER", "vip", "2004", "REMOVEMEMBER", ""),  # not a member there
+        row(6, "MANAGER", "support", "PJSIP/2004", "REMOVEMEMBER", ""),
+    ]
+    events = [event for _, event in feed(mapper, lines)]
+    assert {event["agent_id"] for event in events} == {"2004"}
+    assert [(e["type"], e.get("queues")) for e in events] == [
+        ("agent_logged_in", ["sales"]),
+        ("agent_queues", ["sales", "support"]),
+        ("agent_not_ready", None),
+        ("agent_queues", ["support"]),
+        ("agent_logged_out", None),
+    ]
+
+
+def test_a_connector_restart_keeps_the_agents_memberships() -> None:
+    lines = [
+        row(0, "MANAGER", "sales", "SIP/1", "ADDMEMBER", ""),
+        row(1, "MANAGER", "support", "SIP/1", "ADDMEMBER", ""),
+        row(2, "MANAGER", "sales", "SIP/1", "REMOVEMEMBER", ""),
+    ]
+    whole = feed(QueueLogMapper(), lines)
+    first = QueueLogMapper()
+    feed(first, lines[:1])
+    second = QueueLogMapper()
+    second.restore(json.loads(json.dumps(first.snapshot())))
+    assert feed(first, lines[1:]) == feed(second, lines[1:]) == whole[1:]
+
+
+@pytest.mark.parametrize(
+    ("written", "name"),
+    [
+        ("Local/2004@from-internal/n", "2004"),
+        ("Local/2004@from-queue;1", "2004"),
+        ("PJSIP/201", "201"),
+        ("SIP/201-0000001a", "201"),
+        ("PJSIP/alice-desk", "alice-desk"),  # not a channel suffix: kept
+        ("Agent/1001", "1001"),
+        ("Alice Smith", "Alice Smith"),
+        ("  Bob ", "Bob"),
+        ("NONE", ""),
+        ("", ""),
+    ],
+)
+def test_agents_are_named_alike_on_every_line(written: str, name: str) -> None:
+    assert agent_name(written) == name
+
+
+def test_agent_lines_without_a_usable_agent_or_queue_are_skipped() -> None:
+    mapper = QueueLogMapper(source="q.log")
+    lines = [
+        row(0, "MANAGER", "sales", "NONE", "ADDMEMBER", ""),
+        row(1, "MANAGER", "NONE", "SIP/1", "ADDMEMBER", ""),
+        row(2, "NONE", "sales", "x" * 300, "PAUSE", ""),
+        row(3, "NONE", "sales", "SIP/1", "PAUSE", "x" * 300),  # the pause counts, not its reason
+    ]
+    events = [event for _, event in feed(mapper, lines)]
+    assert [(s.line, s.reason) for s in mapper.skips] == [
+        (1, "no_agent"),
+        (2, "no_queue"),
+        (3, "bad_agent"),
+    ]
+    assert without_ids(events) == [{"agent_id": "1", "type": "agent_not_ready", "ts": at(3)}]
+    assert mapper.stats.reasons_dropped == 1
+
+
+def test_custom_verbs_and_configreload_are_ignored_and_counted_by_verb() -> None:
+    mapper = QueueLogMapper()
+    lines = [
         row(8, "1.9", "sales", "NONE", "DID", "5550000"),  # a custom QueueLog() verb
         ENTER,
         row(9, "NONE", "NONE", "NONE", "CONFIGRELOAD", ""),  # logger reload: calls go on
     ]
     assert types([event for _, event in feed(mapper, lines)]) == ["queue_entered"]
-    assert mapper.stats.ignored == {
-        "ADDMEMBER": 1,
-        "PAUSE": 1,
-        "UNPAUSE": 1,
-        "PAUSEALL": 1,
-        "UNPAUSEALL": 1,
-        "AGENTLOGIN": 1,
-        "AGENTLOGOFF": 1,
-        "REMOVEMEMBER": 1,
-        "DID": 1,
-        "CONFIGRELOAD": 1,
-    }
+    assert mapper.stats.ignored == {"DID": 1, "CONFIGRELOAD": 1}
     assert mapper.open_calls == 1  # CONFIGRELOAD closed nothing
     assert not mapper.skips
-    assert "ignored lines: 1 ADDMEMBER, 1 AGENTLOGIN" in summary(mapper.stats)
+    assert "ignored lines: 1 CONFIGRELOAD, 1 DID" in summary(mapper.stats)
 
 
 def test_queuestart_ends_the_calls_left_open_at_its_ts() -> None:
@@ -288,6 +385,7 @@ def test_queuestart_ends_the_calls_left_open_at_its_ts() -> None:
     assert without_ids(closing) == [
         {"call_id": "1.1", "type": "call_ended", "ts": at(600), "queue": "sales"},
         {"call_id": "1.2", "type": "call_ended", "ts": at(600), "queue": "support"},
+        {"call_id": "1.2", "type": "wrapup_ended", "ts": at(600), "queue": "support"},
     ]
     assert mapper.open_calls == 0
     assert mapper.stats.closed_at_restart == 2
@@ -471,7 +569,7 @@ def test_reading_a_file_twice_gives_identical_events(tmp_path: Path) -> None:
     first, second = load([path]), load([path])
     assert first.events == second.events
     ids = [event["event_id"] for _, event in first.events]
-    assert len(ids) == len(set(ids)) == 6
+    assert len(ids) == len(set(ids)) == 7
 
 
 def test_identical_lines_of_one_call_are_distinct_events_with_stable_ids(tmp_path: Path) -> None:
@@ -547,7 +645,7 @@ def test_wazos_realtime_example_lines_map_with_their_microseconds() -> None:
         ("1341402586.51", "queue_entered", "2012-07-04T07:49:46.939Z"),
         ("1341402586.51", "call_abandoned", "2012-07-04T07:49:52.939Z"),
     ]
-    assert events[2]["agent_id"] == "Agent/3001"
+    assert events[2]["agent_id"] == "3001"
 
 
 def test_the_realtime_table_as_csv_with_a_header_maps_the_same() -> None:
@@ -575,7 +673,10 @@ def test_csv_data5_holds_the_remainder_of_a_six_field_attended_transfer() -> Non
     ]
     mapper = QueueLogMapper("csv")
     events = [event for _, event in feed(mapper, lines)]
-    assert events[-1]["type"] == "call_ended" and events[-1]["ts"] == at(180)
+    assert [(e["type"], e["ts"]) for e in events[-2:]] == [
+        ("call_ended", at(180)),
+        ("wrapup_ended", at(180)),
+    ]
     assert mapper.open_calls == 0
 
 
@@ -678,13 +779,18 @@ def test_the_engine_counts_answered_abandoned_and_flowed_out_calls_as_asterisk_l
     states = engine(events)
     base = (T) * MS
     assert states["a"].contributions() == {
-        "sales": Contribution(answered=(base + 15_000, 15_000, 12_000))
+        # handle time: the talk (no after-call work in queue_log), 15 s to 200 s
+        "sales": Contribution(
+            answered=(base + 15_000, 15_000, 12_000), handled=(base + 200_000, 185_000)
+        )
     }
     assert states["b"].contributions() == {"sales": Contribution(abandoned=(base + 58_000, 48_000))}
     assert outcome(states["c"])["outcome"] == "short_abandoned"
     assert states["d"].contributions() == {
         "sales": Contribution(flowed_out=(base + 130_000,)),
-        "support": Contribution(answered=(base + 140_000, 40_000, 7_000)),
+        "support": Contribution(
+            answered=(base + 140_000, 40_000, 7_000), handled=(base + 300_000, 160_000)
+        ),
     }
     assert states["e"].contributions() == {"support": Contribution(flowed_out=(base + 170_000,))}
     assert states["f"].contributions() == {
@@ -711,8 +817,10 @@ class FakeBroker:
     async def open_producer(self, settings: Settings) -> AsyncIterator[object]:
         yield self
 
-    async def deliver(self, producer: object, topic: str, events: Iterable[Emitted]) -> int:
-        assert topic == "t-call-events"
+    async def deliver(
+        self, producer: object, topics: Mapping[str, str], events: Iterable[Emitted]
+    ) -> int:
+        assert topics == {"call-events": "t-call-events", "agent-events": "t-agent-events"}
         if self.failures:
             self.failures -= 1
             if self.on_failure is not None:
@@ -767,7 +875,22 @@ async def test_the_connector_commits_what_it_delivered_and_keeps_open_calls_acro
     assert await run_connect(tmp_path) == 0  # the calls opened two runs ago are ended
     assert [(key, event["type"], event["ts"]) for key, event in broker.received[4:]] == [
         ("1.1", "call_ended", at(900)),
+        ("1.1", "wrapup_ended", at(900)),  # it was answered
         ("1.5", "call_ended", at(900)),
+    ]
+
+
+async def test_the_connector_sends_agent_lines_and_keeps_memberships_across_runs(
+    tmp_path: Path, broker: FakeBroker
+) -> None:
+    log = write(tmp_path, [row(0, "MANAGER", "sales", "Local/2004@from-internal/n", "ADDMEMBER")])
+    assert await run_connect(tmp_path) == 0
+    with log.open("a") as out:
+        out.write(row(5, "MANAGER", "support", "PJSIP/2004", "ADDMEMBER") + "\n")
+    assert await run_connect(tmp_path) == 0  # a new run: the first queue is remembered
+    assert [(key, event["type"], event["queues"]) for key, event in broker.received] == [
+        ("2004", "agent_logged_in", ["sales"]),
+        ("2004", "agent_queues", ["sales", "support"]),
     ]
 
 

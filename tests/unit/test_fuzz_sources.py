@@ -18,6 +18,7 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from stream_app.domain.agent_events import parse_agent_event
 from stream_app.domain.events import REJECT_REASONS, Rejected, parse_event
 from stream_app.sources import anonymous_bank, asterisk
 from stream_app.sources.anonymous_bank import MalformedRow, row_events
@@ -30,13 +31,17 @@ ZONES = [ZoneInfo("UTC"), ZoneInfo("Europe/Paris"), ZoneInfo("Pacific/Kiritimati
 
 
 def round_trip(emitted: list[tuple[str, dict[str, object]]]) -> None:
-    """Each emitted (key, event) is keyed by its call and serialises to a record the parser
-    either takes or rejects with a reason."""
+    """Each emitted (key, event) is keyed by its call (or agent) and serialises to a record the
+    parser either takes or rejects with a reason."""
     for key, event in emitted:
-        assert key == event["call_id"]
+        agent = "call_id" not in event
+        assert key == event["agent_id" if agent else "call_id"]
         raw = orjson.dumps(event)  # as the producer sends it
         try:
-            parse_event(raw, now_ms=NOW, max_bytes=len(raw))
+            if agent:
+                parse_agent_event(raw, now_ms=NOW, max_bytes=len(raw))
+            else:
+                parse_event(raw, now_ms=NOW, max_bytes=len(raw))
         except Rejected as rejected:
             assert rejected.reason in REJECT_REASONS - {"late"}, rejected
 
@@ -90,6 +95,14 @@ FILE_LINES = [
     f"{T + 42}|5.1|sales|NONE|SYSCOMPAT",
     f"{T + 43}|5.2|sales|SIP/1|RINGNOANSWER|1000",
     f"{T + 44}|NONE|NONE|SIP/1|AGENTLOGIN|",
+    f"{T + 44}|MANAGER|sales|Local/2004@from-internal/n|ADDMEMBER|",
+    f"{T + 44}|REALTIME|support|PJSIP/2004|ADDMEMBER|",
+    f"{T + 44}|NONE|sales|Alice|PAUSE|lunch",
+    f"{T + 44}|NONE|sales|Alice|UNPAUSE|",
+    f"{T + 44}|NONE|NONE|Agent/1001|PAUSEALL|break",
+    f"{T + 44}|NONE|NONE|Agent/1001|UNPAUSEALL|",
+    f"{T + 44}|MANAGER|sales|PJSIP/2004-0000001a|REMOVEMEMBER|",
+    f"{T + 44}|NONE|NONE|Agent/1001|AGENTLOGOFF|SIP/8007-0001|3600",
     f"{T + 45}|NONE|NONE|NONE|QUEUESTART|",
     f"{T + 46}.250000|6.1|support|NONE|ENTERQUEUE||555|1",
 ]
@@ -101,6 +114,10 @@ CSV_LINES = [
     '2026-03-02 10:03:00.000000,9.1,sales,SIP/1,ATTENDEDTRANSFER,LINK,a;1,a;2,10,"170|1"',
     "2012-07-04 07:33:21.165823 | 1341401601.24 | q1 | NONE | ENTERQUEUE | | 1000 | 1",
     "1341401601.5,7.1,q1,NONE,EXITEMPTY,1,1,3,,",
+    "2012-07-04 07:30:00.000001,MANAGER,q1,Local/3001@from-queue/n,ADDMEMBER,,,,,",
+    "2012-07-04 07:30:01.000001,NONE,q1,PJSIP/3001,PAUSE,Coffee break,,,,",
+    "2012-07-04 07:30:02.000001,NONE,NONE,Agent/3001,UNPAUSEALL,,,,,",
+    "2012-07-04 07:30:03.000001,MANAGER,q1,Local/3001@from-queue/n,REMOVEMEMBER,,,,,",
 ]
 
 
@@ -138,6 +155,10 @@ HOSTILE_VALUES = [
     "CONNECT",
     "ENTERQUEUE",
     "ABANDON",
+    "ADDMEMBER",
+    "REMOVEMEMBER",
+    "PAUSE",
+    "AGENTLOGIN",
 ]
 
 
@@ -219,6 +240,45 @@ def test_asterisk_lines_of_hostile_fields_map_or_are_skipped(
 ) -> None:
     lines = Lines(form, tz)
     for fields in rows:
+        lines.feed(("|" if form == "file" else ",").join(fields))
+    lines.finish()
+
+
+agent_names = st.one_of(
+    field_texts,
+    st.sampled_from(["Local/2004@from-internal/n", "PJSIP/201", "SIP/201-0000001a", "Agent/7"]),
+    st.builds(
+        lambda tech, rest: f"{tech}/{rest}", st.sampled_from(["Local", "PJSIP", "x"]), field_texts
+    ),
+)
+
+
+@settings(FUZZ)
+@given(
+    st.sampled_from(asterisk.FORMS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(asterisk.AGENT_VERBS)),
+            field_texts,  # callid
+            st.one_of(field_texts, st.sampled_from(["sales", "support"])),  # queue
+            agent_names,
+            st.lists(field_texts, max_size=3),  # data: a pause reason, a channel...
+        ),
+        max_size=10,
+    ),
+    st.sampled_from(ZONES),
+)
+@example("file", [("ADDMEMBER", "MANAGER", "q|x", "SIP/1", [])], ZONES[0])
+@example("csv", [("PAUSE", "NONE", "q", "Local/a@b/n", ["a\x00b"])], ZONES[0])
+def test_asterisk_agent_lines_map_or_are_skipped(
+    form: str, rows: list[tuple[str, str, str, str, list[str]]], tz: ZoneInfo
+) -> None:
+    """The agent verbs with hostile fields: agent events keyed by a name the engine takes, or a
+    skip with its reason; the memberships survive the connector's JSON round trip."""
+    lines = Lines(form, tz)
+    stamp = str(T) if form == "file" else "2026-03-02 10:00:00"
+    for verb, callid, queue, agent, data in rows:
+        fields = [stamp, callid, queue, agent, verb, *data]
         lines.feed(("|" if form == "file" else ",").join(fields))
     lines.finish()
 

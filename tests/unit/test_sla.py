@@ -66,6 +66,7 @@ def test_built_in_defaults() -> None:
         0.05,
     )
     assert (sla.max_oldest_waiting_seconds, sla.max_calls_waiting) == (120.0, 10)
+    assert sla.max_occupancy == 0.9
     assert (sla.service_level_ms, sla.short_abandon_ms) == (20_000, 5_000)
 
 
@@ -152,6 +153,7 @@ def test_boundary_values_are_accepted() -> None:
                 "target_abandon_rate": 1.0,
                 "service_level_seconds": 0.001,
                 "max_calls_waiting": 1,
+                "max_occupancy": 1,
             }
         },
         source="x",
@@ -159,6 +161,7 @@ def test_boundary_values_are_accepted() -> None:
     assert config.default.short_abandon_ms == 0
     assert config.default.target_service_level == 0.0
     assert config.default.target_abandon_rate == 1.0
+    assert config.default.max_occupancy == 1.0
 
 
 def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:
@@ -239,6 +242,11 @@ def test_an_sla_config_error_is_a_value_error() -> None:
         ("max_calls_waiting", 0, "a positive integer"),
         ("max_calls_waiting", True, "a positive integer"),
         ("max_calls_waiting", "10", "a positive integer"),
+        ("max_occupancy", 0, "a ratio above 0, at most 1"),
+        ("max_occupancy", 1.2, "a ratio above 0, at most 1"),
+        ("max_occupancy", 90, "a ratio above 0, at most 1"),
+        ("max_occupancy", True, "a ratio above 0, at most 1"),
+        ("max_occupancy", "0.9", "a ratio above 0, at most 1"),
     ],
 )
 @pytest.mark.parametrize("section", ["defaults", "queues.sales"])
