@@ -19,6 +19,8 @@ from stream_app.kafka_clients import faust_broker_options
 from stream_app.metrics import FaustRelay, Metrics
 from stream_app.settings import Settings
 
+FETCH_BYTES_PER_PARTITION = 64 * 1024  # about 200 call events
+
 
 @dataclass
 class Pipeline:
@@ -54,10 +56,14 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         # A worker that died is noticed within 10 s (not Faust's 60 s): its partitions move on.
         broker_session_timeout=10.0,
         # Throughput (bench/RESULTS.md): deeper stream buffers, commits by time rather than
-        # count, larger fetches, and sends of consecutive records sharing a request.
+        # count, and sends of consecutive records sharing a request. Fetches stay small: Faust
+        # hands everything a poll returned to the stages before it polls again, and waits
+        # whenever a stage's buffer is full, so a poll holding a partition's whole backlog
+        # starved every other input (the queues stage, the ticks) until the calls stage had
+        # worked through it; with small polls its flow control pauses the busy partitions.
         stream_buffer_maxsize=32768,
         broker_commit_every=100_000,
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         producer_linger_ms=20,
         # A topic the broker did not show yet when the group formed (Faust creates its
         # changelogs just before joining) is noticed, and assigned, within 30 s, not 5 minutes.
