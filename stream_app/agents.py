@@ -13,8 +13,6 @@ write tables (faust-streaming #606).
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -22,11 +20,11 @@ import orjson
 from faust.streams import Stream
 from faust.types import TP
 
+from stream_app.calls_processor import FLUSH_EVERY, CallsProcessor, CallsTopics, wall_ms
 from stream_app.checkpoint import Checkpoint, stop_on_failure
-from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes
-from stream_app.domain.hop import Pending, Update, entry_position, update_record
+from stream_app.domain.hop import Update, entry_position
 from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
@@ -41,21 +39,6 @@ if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
-REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
-FLUSH_EVERY = 2000  # records of one partition between table flushes (a tick flushes too)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def own_headers(headers: Any) -> list[tuple[str, bytes]]:
-    """The input record's headers as (name, value) pairs, whichever form the client gave."""
-    if not headers:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return [(str(name), bytes(value or b"")) for name, value in headers]
 
 
 def register(pipeline: Pipeline) -> None:
@@ -134,9 +117,6 @@ def register(pipeline: Pipeline) -> None:
     metrics.registry.register(collector)
     # Sweeps by the wall clock and by stream time: a fast replay keeps no more than the retention
     # plus a stream period (stream_app.domain.sweeps).
-    calls_sweeps = SweepSchedule(
-        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
-    )
     queues_sweeps = SweepSchedule(
         wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
     )
@@ -163,20 +143,6 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.probes["queues_stream_time_s"] = queues_stream_time
     pipeline.probes["calls_partitions_behind"] = calls_partitions_behind
-    # per calls partition: (stream time, behind, wall) last announced
-    broadcast: dict[int, tuple[int | None, bool, int]] = {}
-
-    def calls_behind(partition: int) -> bool:
-        """Whether records of this calls partition wait to be applied (or nothing is known)."""
-        highwater = app.consumer.highwater(TP(call_events.get_topic_name(), partition))
-        return highwater is None or calls_guard.next_offset(partition) < highwater
-
-    def calls_time(partition: int) -> tuple[int | None, int | None, bool]:
-        """What a calls partition announces: its newest event ts, the wall time it saw it, and
-        whether it is behind its input. The queues stage moves these on with the wall clock
-        only while no calls partition is behind."""
-        clock_p = calls.clock_of(partition)
-        return clock_p.newest, clock_p.seen_at, calls_behind(partition)
 
     def stream_now() -> int | None:
         """The worker's stream time: it moves with the wall clock only while no calls
@@ -187,109 +153,36 @@ def register(pipeline: Pipeline) -> None:
             metrics.stream_time.set(now / 1000)
         return now
 
-    pending = Pending()  # contributions applied, not sent yet (stream_app.domain.hop)
-
-    async def send_emission(call_id: str, emission: Emission, partition: int) -> None:
-        pending.add(partition, call_id, emission.contributions)
-        if emission.outcome is not None:
-            await outputs.send(
-                topic("call-outcomes"), orjson.dumps(emission.outcome), key=call_id.encode()
-            )
-
-    async def send_pending(partition: int) -> None:
-        """The partition's pending contributions, one record per queue: before its checkpoint
-        (they must be durable first) and whenever the stage's input buffer runs dry."""
-        st, seen_at, behind = calls_time(partition)
-        for queue, entries in pending.take(partition):
-            value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
-            await outputs.send(topic("queue-updates"), value, key=queue.encode())
-
-    calls_checkpoint = Checkpoint(
-        outputs, calls_store, calls_guard, every=FLUSH_EVERY, before=send_pending
+    calls_processor = CallsProcessor(
+        calls,
+        calls_store,
+        outputs,
+        calls_guard,
+        registry,
+        metrics,
+        CallsTopics(
+            events=topic("call-events"),
+            dead_letter=topic("call-events-dlq"),
+            outcomes=topic("call-outcomes"),
+            updates=topic("queue-updates"),
+            registry=topic("queue-registry"),
+            update_partitions=pipeline.partitions[topic("queue-updates")],
+        ),
+        highwater=lambda partition: app.consumer.highwater(
+            TP(call_events.get_topic_name(), partition)
+        ),
+        sweeps=SweepSchedule(
+            wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
+        ),
     )
-
-    async def calls_tick(partition: int) -> None:
-        """Housekeeping of one calls partition, and its stream time to every queue partition."""
-        await send_pending(partition)  # what the announced time vouches for goes first
-        st, seen_at, behind = calls_time(partition)
-        calls.save_stream_time(partition)
-        last = broadcast.get(partition)
-        wall = wall_ms()
-        # Announce a change at once, the same news after every rebalance (a queue partition
-        # that moved to a worker which has not heard it yet closes nothing until then) and
-        # once a minute; not more often, or queue-updates would never be read to its end.
-        if last is None or last[:2] != (st, behind) or wall - last[2] >= REANNOUNCE_EVERY_MS:
-            broadcast[partition] = (st, behind, wall)
-            watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
-            for target in range(pipeline.partitions[topic("queue-updates")]):
-                await outputs.send(topic("queue-updates"), watermark, partition=target)
-        await sweep_calls(partition)
-
-    async def sweep_calls(partition: int) -> None:
-        """Retention of one calls partition when due, from its ticks and its records: in a
-        fast replay a tick waits behind a full stream buffer while stream time runs on."""
-        st = calls.stream_time(partition)
-        if st is None or not calls_sweeps.due(partition, st, wall_ms()):
-            return
-        swept = calls.sweep(partition)
-        metrics.evicted.inc(swept.evicted)
-        for call_id, emission in swept.emissions:
-            await send_emission(call_id, emission, partition)
-
-    async def handle_call_event(message: Any) -> None:
-        if not registry.loaded:
-            await registry.load()
-        outcome = calls.process(message.key, message.value, wall_ms(), message.partition)
-        new_queues = registry.take_unsent()
-        for queue in new_queues:  # known to every worker before the record that named it is acked
-            await outputs.send(topic("queue-registry"), b"{}", key=queue.encode(), partition=0)
-        if new_queues:
-            await outputs.flush()
-        if outcome.reject is not None:
-            metrics.rejected.labels(reason=outcome.reject).inc()
-            if outcome.late:
-                metrics.late.inc()
-            headers = [
-                *own_headers(message.headers),
-                ("reason", outcome.reject.encode()),
-                ("detail", outcome.detail.encode()[:1000]),
-            ]
-            await outputs.send(
-                topic("call-events-dlq"), message.value, key=message.key, headers=headers
-            )
-            return
-        if outcome.rekey is not None:
-            await outputs.send(
-                topic("call-events"),
-                message.value,
-                key=outcome.rekey.encode(),
-                headers=own_headers(message.headers),
-            )
-            return
-        assert outcome.event is not None
-        metrics.events.labels(type=outcome.event.type).inc()
-        if outcome.duplicate:
-            metrics.duplicates.inc()
-        if outcome.emission is not None:
-            await send_emission(outcome.event.call_id, outcome.emission, message.partition)
 
     @app.agent(events_in, concurrency=1)
     @stop_on_failure("calls")
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
         idle = cast(Any, stream).channel.queue.empty  # the stage's input buffer holds nothing
         async for event in cast(Stream[bytes], stream).noack().events():
-            message = event.message
-            tick = message.topic != call_events.get_topic_name()
-            if tick:
-                await calls_guard.watch(message.partition)
-                await calls_tick(message.partition)
-            elif not await calls_guard.process(message, handle_call_event):
-                continue  # dropped unacked: it is delivered again
-            else:
-                await sweep_calls(message.partition)
-            if not await calls_checkpoint.hold(message.partition, event, now=tick) and idle():
-                for partition in pending.partitions():  # live: nothing more to combine with
-                    await send_pending(partition)
+            tick = event.message.topic != call_events.get_topic_name()
+            await calls_processor.on_record(event, tick=tick, idle=idle)
 
     seen_partitions: set[int] = set()
     settled_at: dict[int, int] = {}
@@ -371,11 +264,7 @@ def register(pipeline: Pipeline) -> None:
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
             if tp.topic == call_events.get_topic_name():
-                calls.forget_partition(tp.partition)
-                calls_store.drop(tp.partition)
-                calls_guard.forget(tp.partition)
-                calls_checkpoint.drop(tp.partition)
-                pending.drop(tp.partition)
+                calls_processor.revoked(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
                 queues_guard.forget(tp.partition)
@@ -388,13 +277,9 @@ def register(pipeline: Pipeline) -> None:
                 source_times.pop(tp.partition, None)
 
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        broadcast.clear()  # every calls partition announces itself again at its next tick
         for tp in assigned:
             if tp.topic == call_events.get_topic_name():
-                calls.forget_partition(tp.partition)  # re-read from the recovered table
-                calls_store.drop(tp.partition)
-                calls_guard.forget(tp.partition)
-                pending.drop(tp.partition)
+                calls_processor.assigned(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_store.drop(tp.partition)
                 queues_guard.forget(tp.partition)

@@ -1,0 +1,260 @@
+"""The calls stage's processor: what a call event, a tick, an assignment and a revocation of a
+`call-events` partition do. Its Faust agent (stream_app.agents) only loops over records; the
+processor is tested without a broker (tests/unit/test_calls_processor.py).
+
+A record: applied once and in offset order (the input guard), its outputs sent (rejects to the
+dead-letter topic, outcomes), its contributions held to be combined (stream_app.domain.hop),
+then held for the partition's checkpoint (stream_app.checkpoint), which sends the combined
+contributions, flushes the outputs, the state and the input position, and only then acks.
+A tick: the partition's stream time announced to every queue partition (after the
+contributions it vouches for) and its retention.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from stream_app.checkpoint import Checkpoint
+from stream_app.domain.calls import Emission
+from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.hop import Pending, update_record
+from stream_app.domain.sweeps import SweepSchedule
+from stream_app.metrics import Metrics
+
+REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
+FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
+Headers = list[tuple[str, bytes]]
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def own_headers(headers: Any) -> Headers:
+    """The input record's headers as (name, value) pairs, whichever form the client gave."""
+    if not headers:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return [(str(name), bytes(value or b"")) for name, value in headers]
+
+
+class Sender(Protocol):
+    """The worker's output producer (stream_app.outputs.Outputs)."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+    ) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class Guard(Protocol):
+    """The input positions of the stage (stream_app.input_guard.InputGuard)."""
+
+    async def process(self, message: Any, apply: Callable[[Any], Awaitable[None]]) -> bool: ...
+    async def watch(self, partition: int) -> None: ...
+    def next_offset(self, partition: int) -> int: ...
+    def epoch(self, partition: int) -> int: ...
+    def save(self, partition: int) -> None: ...
+    def forget(self, partition: int) -> None: ...
+
+
+class State(Protocol):
+    """The stage's buffered table (stream_app.tables.BufferedStore)."""
+
+    async def flush(self) -> None: ...
+    def drop(self, partition: int) -> None: ...
+
+
+class Registry(Protocol):
+    """The deployment's queues (stream_app.queue_registry.QueueRegistry)."""
+
+    loaded: bool
+
+    async def load(self) -> None: ...
+    def take_unsent(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallsTopics:
+    events: str
+    dead_letter: str
+    outcomes: str
+    updates: str
+    registry: str
+    update_partitions: int  # every one of them hears each calls partition's clock
+
+
+class CallsProcessor:
+    def __init__(
+        self,
+        calls: CallsStage,
+        state: State,
+        outputs: Sender,
+        guard: Guard,
+        registry: Registry,
+        metrics: Metrics,
+        topics: CallsTopics,
+        *,
+        highwater: Callable[[int], int | None],
+        sweeps: SweepSchedule,
+        wall: Callable[[], int] = wall_ms,
+        flush_every: int = FLUSH_EVERY,
+    ) -> None:
+        self.calls = calls
+        self.state = state
+        self.outputs = outputs
+        self.guard = guard
+        self.registry = registry
+        self.metrics = metrics
+        self.topics = topics
+        self.highwater = highwater  # the partition's end on the broker, as the consumer knows it
+        self.sweeps = sweeps
+        self.wall = wall
+        self.pending = Pending()  # contributions applied, not sent yet
+        # per partition: (stream time, behind, wall) last announced
+        self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        self.checkpoint = Checkpoint(
+            outputs, state, guard, every=flush_every, before=self.send_pending
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_record(self, event: Any, *, tick: bool, idle: Callable[[], bool]) -> None:
+        """One record of the stage's input (a call event, or a tick of its partition); `idle`
+        says whether the input buffer is empty (then nothing more comes to combine with)."""
+        partition = event.message.partition
+        if tick:
+            await self.guard.watch(partition)
+            await self.punctuate(partition)
+        elif not await self.guard.process(event.message, self.apply):
+            return  # dropped unacked: it is delivered again
+        else:
+            await self.sweep(partition)
+        if not await self.checkpoint.hold(partition, event, now=tick) and idle():
+            for held in self.pending.partitions():
+                await self.send_pending(held)
+
+    async def punctuate(self, partition: int) -> None:
+        """A tick: the partition's clock to every queue partition, and its retention."""
+        await self.send_pending(partition)  # what the announced time vouches for goes first
+        st, seen_at, behind = self.clock_of(partition)
+        self.calls.save_stream_time(partition)
+        last = self.announced.get(partition)
+        wall = self.wall()
+        # Announce a change at once, the same news after every rebalance (a queue partition
+        # that moved to a worker which has not heard it yet closes nothing until then) and
+        # once a minute; not more often, or queue-updates would never be read to its end.
+        if last is None or last[:2] != (st, behind) or wall - last[2] >= REANNOUNCE_EVERY_MS:
+            self.announced[partition] = (st, behind, wall)
+            watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
+            for target in range(self.topics.update_partitions):
+                await self.outputs.send(self.topics.updates, watermark, partition=target)
+        await self.sweep(partition)
+
+    def assigned(self, partition: int) -> None:
+        """Its state is read afresh from the recovered table."""
+        self.announced.clear()  # every partition announces itself again at its next tick
+        self._forget(partition)
+
+    def revoked(self, partition: int) -> None:
+        """Nothing of it is kept: its unacked records are redone by its next owner."""
+        self._forget(partition)
+        self.checkpoint.drop(partition)
+
+    def _forget(self, partition: int) -> None:
+        self.calls.forget_partition(partition)
+        self.state.drop(partition)
+        self.guard.forget(partition)
+        self.pending.drop(partition)
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def apply(self, message: Any) -> None:
+        if not self.registry.loaded:
+            await self.registry.load()
+        outcome = self.calls.process(message.key, message.value, self.wall(), message.partition)
+        new_queues = self.registry.take_unsent()
+        for queue in new_queues:  # known to every worker before the record that named it is acked
+            await self.outputs.send(self.topics.registry, b"{}", key=queue.encode(), partition=0)
+        if new_queues:
+            await self.outputs.flush()
+        if outcome.reject is not None:
+            self.metrics.rejected.labels(reason=outcome.reject).inc()
+            if outcome.late:
+                self.metrics.late.inc()
+            headers = [
+                *own_headers(message.headers),
+                ("reason", outcome.reject.encode()),
+                ("detail", outcome.detail.encode()[:1000]),
+            ]
+            await self.outputs.send(
+                self.topics.dead_letter, message.value, key=message.key, headers=headers
+            )
+            return
+        if outcome.rekey is not None:
+            await self.outputs.send(
+                self.topics.events,
+                message.value,
+                key=outcome.rekey.encode(),
+                headers=own_headers(message.headers),
+            )
+            return
+        assert outcome.event is not None
+        self.metrics.events.labels(type=outcome.event.type).inc()
+        if outcome.duplicate:
+            self.metrics.duplicates.inc()
+        if outcome.emission is not None:
+            await self.emit(outcome.event.call_id, outcome.emission, message.partition)
+
+    async def emit(self, call_id: str, emission: Emission, partition: int) -> None:
+        self.pending.add(partition, call_id, emission.contributions)
+        if emission.outcome is not None:
+            await self.outputs.send(
+                self.topics.outcomes, orjson.dumps(emission.outcome), key=call_id.encode()
+            )
+
+    async def send_pending(self, partition: int) -> None:
+        """The partition's pending contributions, one record per queue: before its checkpoint
+        (they must be durable first) and whenever the stage's input buffer runs dry."""
+        st, seen_at, behind = self.clock_of(partition)
+        for queue, entries in self.pending.take(partition):
+            value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
+            await self.outputs.send(self.topics.updates, value, key=queue.encode())
+
+    async def sweep(self, partition: int) -> None:
+        """Retention of the partition when due, from its ticks and its records: in a fast
+        replay a tick waits behind a full stream buffer while stream time runs on."""
+        st = self.calls.stream_time(partition)
+        if st is None or not self.sweeps.due(partition, st, self.wall()):
+            return
+        swept = self.calls.sweep(partition)
+        self.metrics.evicted.inc(swept.evicted)
+        for call_id, emission in swept.emissions:
+            await self.emit(call_id, emission, partition)
+
+    # -- the partition's clock -----------------------------------------------------------------
+
+    def behind(self, partition: int) -> bool:
+        """Whether records of the partition wait to be applied (or nothing is known)."""
+        highwater = self.highwater(partition)
+        return highwater is None or self.guard.next_offset(partition) < highwater
+
+    def clock_of(self, partition: int) -> tuple[int | None, int | None, bool]:
+        """What the partition announces: its newest event ts, the wall time it saw it, and
+        whether it is behind its input. The queues stage moves these on with the wall clock
+        only while no calls partition is behind."""
+        clock = self.calls.clock_of(partition)
+        return clock.newest, clock.seen_at, self.behind(partition)
