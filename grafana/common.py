@@ -258,6 +258,33 @@ def against_target(
     )
 
 
+def against_limits(
+    title: str,
+    unit: str,
+    figure: str,
+    per_queue_figure: str,
+    limit: str,
+    *,
+    decimals: int | None = None,
+    description: str = "",
+) -> stat.Panel:
+    """A figure over all selected queues, red while any queue is past its own limit.
+
+    As `against_target`, two queries that each return the figure or nothing: `and on ()`
+    keeps it when the per-queue comparison finds a queue over its limit, `unless on ()` when
+    it finds none.
+    """
+    over = f"({per_queue_figure}) > on (queue) ({limit})"
+    return (
+        big_stat(title, unit, decimals=decimals)
+        .description(description)
+        .with_target(query(f"({figure}) unless on () ({over})", "ok", instant=True))
+        .with_target(query(f"({figure}) and on () ({over})", "breach", instant=True))
+        .override_by_query("ok", [color_value(GREEN)])
+        .override_by_query("breach", [color_value(RED)])
+    )
+
+
 def trend(title: str, unit: str, *, description: str = "") -> timeseries.Panel:
     """A time series with the dashboards' legend and tooltip."""
     return (

@@ -89,9 +89,11 @@ def variable_query_expr(query: str) -> str:
     return match.group(1) if match else query
 
 
-def substitute(expr: str) -> str:
-    """The expression with every Grafana variable replaced by a sample value (KeyError if unknown)."""
-    return _VARIABLE.sub(lambda m: VARIABLE_SAMPLES[m.group(1) or m.group(2)], expr)
+def substitute(expr: str, values: dict[str, str] | None = None) -> str:
+    """The expression with every Grafana variable replaced by its value in `values` (default:
+    the sample values; KeyError if one is unknown)."""
+    known = VARIABLE_SAMPLES if values is None else values
+    return _VARIABLE.sub(lambda m: known[m.group(1) or m.group(2)], expr)
 
 
 def variables_used(expr: str) -> set[str]:

@@ -7,9 +7,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.common import (
-    GREEN,
+    NEUTRAL,
     PROMETHEUS,
-    RED,
     TAG,
     UIDS,
     PanelBuilder,
@@ -114,13 +113,18 @@ def _trends() -> list[PanelBuilder]:
         .min(0)
         .span(12)
         .height(8),
-        trend("AWT and AHT ($window)", "s")
-        .with_target(
-            query(per_queue("callcenter_awt_seconds", window="$window"), "A", "{{queue}} AWT")
+        # Two panels, not one: AHT (minutes) on AWT's axis would flatten AWT (seconds).
+        trend("AWT ($window)", "s", description="Average queue wait of answered calls.")
+        .with_target(query(per_queue("callcenter_awt_seconds", window="$window"), "A", "{{queue}}"))
+        .min(0)
+        .span(12)
+        .height(8),
+        trend(
+            "AHT ($window)",
+            "s",
+            description="Average handle time: answer to the end of after-call work.",
         )
-        .with_target(
-            query(per_queue("callcenter_aht_seconds", window="$window"), "B", "{{queue}} AHT")
-        )
+        .with_target(query(per_queue("callcenter_aht_seconds", window="$window"), "A", "{{queue}}"))
         .min(0)
         .span(12)
         .height(8),
@@ -137,7 +141,7 @@ def _trends() -> list[PanelBuilder]:
             ],
         )
         .min(0)
-        .span(12)
+        .span(24)
         .height(8),
     ]
 
@@ -181,10 +185,12 @@ def _answer_speed() -> list[PanelBuilder]:
         )
     share = (
         gauge.Panel()
-        .title("Answered within … (time range)")
+        .title("Answered calls: share answered within … (time range)")
         .description(
-            "Share of the calls answered in the dashboard's time range (selected queues) "
-            "whose answer speed was at most each bucket bound: the cumulative distribution."
+            "Of the calls answered in the dashboard's time range (selected queues), the share "
+            "whose answer speed was at most each bucket bound: the cumulative distribution. "
+            "Answered calls only: abandoned calls are not counted, so this is not the service "
+            "level (answered within the threshold / offered; see the Service level panels)."
         )
         .datasource(PROMETHEUS)
         .unit("percentunit")
@@ -209,7 +215,8 @@ def _answer_speed() -> list[PanelBuilder]:
         .min_viz_height(75)
         .orientation(common.VizOrientation.AUTO)
         .reduce_options(last_value())
-        .thresholds(steps((None, RED), (0.5, "orange"), (0.8, GREEN)))
+        # Neutral: a share within one bound is no target met or missed.
+        .thresholds(steps((None, NEUTRAL)))
     )
     return [quantiles.span(12).height(9), share.span(12).height(9)]
 

@@ -11,6 +11,7 @@ from grafana.common import (
     TAG,
     UIDS,
     PanelBuilder,
+    against_limits,
     against_target,
     big_stat,
     finish,
@@ -28,20 +29,34 @@ TILE_W, TILE_H, HEADER_H = 4, 5, 4
 
 def _header() -> list[PanelBuilder]:
     """The centre as a whole: calls waiting, the oldest of them, SLA alerts firing."""
+    waiting_now = per_queue("callcenter_calls_waiting")
+    # No call waiting anywhere: no oldest-waiting series; show 0 s (a centre at rest is fine).
+    oldest_now = f"{per_queue('callcenter_oldest_waiting_seconds')} or on (queue) {waiting_now} * 0"
     waiting = (
-        big_stat("Calls waiting (all queues)", "none", decimals=0)
-        .with_target(query(f"sum({per_queue('callcenter_calls_waiting')})", instant=True))
+        against_limits(
+            "Calls waiting (all queues)",
+            "none",
+            f"sum({waiting_now})",
+            waiting_now,
+            per_queue("callcenter_sla_max_calls_waiting"),
+            decimals=0,
+            description="Calls in queue now, all selected queues. Red while any queue has "
+            "more waiting than its own limit (SLA_CONFIG max_calls_waiting).",
+        )
         .height(HEADER_H)
         .span(8)
     )
     oldest = (
-        big_stat("Oldest waiting call", "s", decimals=0)
-        .with_target(
-            query(
-                f"max({per_queue('callcenter_oldest_waiting_seconds')})"
-                f" or max({per_queue('callcenter_calls_waiting')}) * 0",
-                instant=True,
-            )
+        against_limits(
+            "Oldest waiting call",
+            "s",
+            f"max({oldest_now})",
+            oldest_now,
+            per_queue("callcenter_sla_max_oldest_waiting_seconds"),
+            decimals=0,
+            description="The longest any caller has been waiting now, all selected queues. "
+            "Red while any queue's oldest call is past its own limit "
+            "(SLA_CONFIG max_oldest_waiting_seconds).",
         )
         .height(HEADER_H)
         .span(8)

@@ -83,7 +83,13 @@ class Metrics:
 
 
 class FaustRelay(Collector):
-    """Faust's sensor families, with any `_ms` family converted to seconds (base units)."""
+    """Faust's sensor families, its millisecond histograms converted to seconds (base units).
+
+    Faust observes every latency in milliseconds (its `Monitor.ms_since`), under names that end
+    in `_ms` (the events' runtime) or carry no unit at all (`producer_send_latency`,
+    `consumer_commit_latency`, …). Both are relayed as `<name>_seconds` (`_ms` dropped), bounds
+    and sums divided by 1000, so a dashboard reads them like every other duration.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -93,11 +99,12 @@ class FaustRelay(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
-            if not family.name.endswith("_ms"):
+            if not family.name.endswith(("_ms", "_latency")):
                 yield family
                 continue
             name = family.name.removesuffix("_ms") + "_seconds"
-            converted = Metric(name, family.documentation + " (seconds)", family.type)
+            doc = family.documentation.removesuffix(" in ms")
+            converted = Metric(name, doc + " (seconds)", family.type)
             for sample in family.samples:
                 labels = dict(sample.labels)
                 value = sample.value

@@ -23,6 +23,11 @@ one minute, then its ten agents answer everyone waiting), and the scenario takes
 sales' first caller queues after ~3 s (seed 7), waits past 10 s, the alert fires after its 6 s
 `for:`, the breach ends at 60 s, and the alert resolves 12 s (`keep_firing_for`) later.
 
+Once the alert has resolved, every query of every Grafana dashboard (grafana/dashboards/*.json)
+runs against this Prometheus with the variables set to the breached queue, each evaluated over
+the whole scenario as Grafana draws a panel: each must return a series with a value (the
+dashboards are never seen with data otherwise: no Grafana runs here).
+
 Without `prometheus` or `prometheus-alertmanager` installed the test is skipped (`make tools`
 installs them where it may); under CI=true it fails instead.
 """
@@ -30,12 +35,14 @@ installs them where it may); under CI=true it fails instead.
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +53,8 @@ from typing import Any
 import pytest
 import yaml
 
+from grafana.common import WINDOWS
+from grafana.queries import iter_targets, substitute, variable_query_expr
 from tests.common import tool
 from tests.support import (
     ROOT,
@@ -67,6 +76,7 @@ DURATION_SCALE = 10  # `for: 1m` becomes 6s
 BREACHED = "sales"
 OTHERS = ("support", "vip")
 ALERT = "CallcenterOldestWaitingAboveLimit"
+DASHBOARDS = ROOT / "grafana" / "dashboards"
 
 
 # -- durations --------------------------------------------------------------------------------
@@ -288,6 +298,91 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
             worker.proc.wait()
 
 
+# -- the dashboards' queries ------------------------------------------------------------------
+
+# Queries that may return nothing in this scenario, and why (dashboard, panel title, refId).
+# Empty: every query of every dashboard has data here.
+EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {}
+
+# Tiles coloured by a pair of queries (`ok`, `breach`) of which one returns the figure: the
+# scenario shows both colours on these (the breach, and before and after it); on the other
+# pairs one colour is enough (e.g. sales' service level today never recovers its target).
+BOTH_COLOURS = {
+    ("wallboard", "Calls waiting (all queues)"),
+    ("wallboard", "Oldest waiting call"),
+    ("wallboard", "Calls waiting"),
+    ("wallboard", "Oldest waiting"),
+}
+STEP_S = 2
+
+
+def has_value(found: Any) -> bool:
+    """A query_range answer holding at least one series with a finite value."""
+    if not found or found.get("status") != "success":
+        return False
+    return any(
+        math.isfinite(float(value))
+        for series in found["data"]["result"]
+        for _, value in series["values"]
+    )
+
+
+def dashboard_gaps(prom_url: str, start: float, end: float) -> tuple[list[str], int]:
+    """Every dashboard query, run as Grafana would with the variables set to the breached queue
+    (each value of `$window`) and evaluated over [start, end]: the ones without data, and how
+    many queries ran.
+
+    Grafana's built-ins get what it would compute for this range at this scrape interval:
+    `$__interval` the step, `$__rate_interval` a few scrapes more, `$__range` the range.
+    An instant query (a tile) is evaluated at every step too: it had data at some moment.
+    """
+    values = {
+        "queue": BREACHED,
+        "job": "callcenter",
+        "__interval": f"{STEP_S}s",
+        "__rate_interval": "15s",
+        "__range": f"{math.ceil(end - start)}s",
+    }
+    gaps: list[str] = []
+    ran = 0
+
+    def answers(expr: str) -> bool:
+        nonlocal ran
+        ran += 1
+        params = {"query": expr, "start": start, "end": end, "step": STEP_S}
+        return has_value(
+            get_json(f"{prom_url}/api/v1/query_range?{urllib.parse.urlencode(params)}")
+        )
+
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        name = path.stem
+        for variable in board.get("templating", {}).get("list", []):
+            if variable.get("type") == "query":
+                expr = variable_query_expr(str(variable["query"]))
+                if not answers(expr):
+                    gaps.append(f"{name}: variable ${variable['name']}: {expr}")
+        windows = [{**values, "window": window} for window in WINDOWS]
+        # (panel title, window) -> refId -> had data, for the colour pairs.
+        pairs: dict[tuple[str, str], dict[str, bool]] = {}
+        for panel, target in iter_targets(board):
+            title, ref = str(panel["title"]), str(target["refId"])
+            if (name, title, ref) in EXPECTED_EMPTY:
+                continue
+            for variant in windows if "$window" in target["expr"] else [values]:
+                window = variant.get("window", "-")
+                outcome = answers(substitute(target["expr"], variant))
+                if ref in ("ok", "breach"):
+                    pairs.setdefault((title, window), {})[ref] = outcome
+                elif not outcome:
+                    gaps.append(f"{name}: {title} [{window}] {ref}: {target['expr']}")
+        for (title, window), shown in pairs.items():
+            colours = sorted(ref for ref, outcome in shown.items() if outcome)
+            if len(colours) < (2 if (name, title) in BOTH_COLOURS else 1):
+                gaps.append(f"{name}: {title} [{window}]: colours shown: {colours}")
+    return gaps, ran
+
+
 # -- the test ---------------------------------------------------------------------------------
 
 
@@ -336,6 +431,7 @@ def test_a_breached_queue_alerts_for_that_queue_only_and_resolves(scene: Scene) 
         )
         scene.wait(lambda: answers(f"{am_url}/-/ready"), 30, "Alertmanager ready")
         scene.wait(lambda: answers(f"{prom_url}/-/ready"), 30, "Prometheus ready")
+        prom_started = time.time()
 
         def worker_up() -> bool:
             found = get_json(f"{prom_url}/api/v1/query?query=up%7Bjob%3D%22callcenter%22%7D")
@@ -412,9 +508,14 @@ def test_a_breached_queue_alerts_for_that_queue_only_and_resolves(scene: Scene) 
         strays = {k: v for k, v in seen.items() if dict(k).get("queue", BREACHED) != BREACHED}
         assert not strays, f"alerts for queues other than {BREACHED}: {strays}"
         assert any(dict(k).get("alertname") == ALERT for k in seen)
+
+        checking = time.monotonic()
+        gaps, ran = dashboard_gaps(prom_url, prom_started, time.time())
+        checked_in = time.monotonic() - checking
+        assert not gaps, "dashboard queries without data:\n" + "\n".join(gaps)
         print(
             f"\n{ALERT} for {BREACHED}: fired {fired_after:.0f} s after the simulator started, "
-            f"resolved at {resolved_after:.0f} s; whole test {time.monotonic() - started:.0f} s; "
+            f"resolved at {resolved_after:.0f} s; {ran} dashboard queries with data (checked in {checked_in:.1f} s); whole test {time.monotonic() - started:.0f} s; "
             f"alerts seen: {sorted({dict(k)['alertname'] + '/' + dict(k).get('queue', '-') for k in seen})}"
         )
     finally:

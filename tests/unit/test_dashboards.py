@@ -34,6 +34,7 @@ from grafana.queries import (
     substitute,
     variables_used,
 )
+from stream_app.domain.events import REJECT_REASONS
 from stream_app.exporter import SLA_GAUGES, WINDOW_GAUGES
 from tests.common import tool
 
@@ -227,3 +228,43 @@ def test_the_wallboard_is_one_row_of_tiles_per_queue_for_a_tv() -> None:
         ok, breach = (t["expr"] for t in tile["targets"])
         assert "on (queue)" in ok and "callcenter_sla_" in ok
         assert ok.replace(">=", "<").replace("<=", ">") == breach
+
+
+def test_the_wallboard_headline_is_coloured_against_each_queues_limits() -> None:
+    """8 minutes of waiting against a 120 s limit must not look normal: the headline figures
+    turn red while any selected queue is past its own limit (the exported SLA_CONFIG limits)."""
+    headline = {p["title"]: p for p in dashboard("wallboard")["panels"][:3]}
+    limits = {
+        "Calls waiting (all queues)": "callcenter_sla_max_calls_waiting",
+        "Oldest waiting call": "callcenter_sla_max_oldest_waiting_seconds",
+    }
+    for title, limit in limits.items():
+        tile = headline[title]
+        assert [t["refId"] for t in tile["targets"]] == ["ok", "breach"], title
+        colours = {
+            o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+            for o in tile["fieldConfig"]["overrides"]
+        }
+        assert colours == {"ok": "green", "breach": "red"}
+        ok, breach = (t["expr"] for t in tile["targets"])
+        assert limit in ok and "> on (queue)" in ok
+        assert ok.replace(" unless on () ", " and on () ") == breach
+
+
+def test_no_series_is_shown_twice_in_a_legend() -> None:
+    """A reject reason's series (legend `{{reason}}`) is not repeated by another query."""
+    for name in NAMES:
+        for panel in iter_panels(dashboard(name)):
+            legends = [t.get("legendFormat", "") for t in panel.get("targets", [])]
+            literal = [text for text in legends if "{{" not in text and text]
+            assert len(literal) == len(set(literal)), f"{panel['title']}: {legends}"
+            if "{{reason}}" in legends:
+                assert not set(literal) & REJECT_REASONS, f"{panel['title']}: {legends}"
+
+
+def test_durations_of_different_scales_do_not_share_an_axis() -> None:
+    """AHT (minutes) on AWT's axis flattened AWT (seconds): each has its own panel."""
+    for panel in iter_panels(dashboard("supervisor")):
+        exprs = " ".join(t.get("expr", "") for t in panel.get("targets", []))
+        if panel["type"] == "timeseries":
+            assert not ("callcenter_awt_seconds" in exprs and "callcenter_aht_seconds" in exprs)
