@@ -29,6 +29,7 @@ from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
 from stream_app.kafka_clients import client_options
+from stream_app.live_state import LivePublisher
 from stream_app.outputs import Outputs
 from stream_app.queue_registry import QueueRegistry
 from stream_app.tables import BufferedStore, create_tables
@@ -129,6 +130,7 @@ def register(pipeline: Pipeline) -> None:
         app, queues, lambda: stream_now(), pipeline.sla, topic("queue-updates")
     )
     metrics.registry.register(collector)
+    live = LivePublisher(queues, pipeline.sla, outputs, topic("queue-live"))  # wallboards' feed
     # Sweeps by the wall clock and by stream time: a fast replay keeps no more than the retention
     # plus a stream period (stream_app.domain.sweeps).
     calls_sweeps = SweepSchedule(
@@ -314,6 +316,7 @@ def register(pipeline: Pipeline) -> None:
                 for queue in collector.queues_on(partition):
                     await close(queue, closing)
         sweep_queues(partition)
+        await live.publish(collector.queues_on(partition), now)
 
     def sweep_queues(partition: int) -> None:
         """Retention of one queue partition when due (from its ticks and its records)."""
