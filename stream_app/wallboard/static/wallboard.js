@@ -13,6 +13,7 @@ const state = {
   queues: new Map(), // queue → its latest queue-live record
   agents: new Map(), // agent → its latest agent-status record
   serverStale: new Set(), // queues the server calls stale
+  serverLoaded: true, // the server has read the live topics whole
   staleAfterMs: 10000,
   offsetMs: 0, // server clock − this clock
   lastMessage: 0, // performance.now() of the last message (heartbeats included)
@@ -164,9 +165,11 @@ function renderBoard() {
 
 // -- staleness: the server's view (a queue's owner went quiet), and ours (the server did) -----------
 function connectionSilent() { return performance.now() - state.lastMessage > state.staleAfterMs; }
-function isQueueStale(queue) { return connectionSilent() || state.serverStale.has(queue); }
+function isQueueStale(queue) {
+  return connectionSilent() || !state.serverLoaded || state.serverStale.has(queue);
+}
 function renderStale() {
-  const any = connectionSilent() || shownQueues().some((q) => state.serverStale.has(q));
+  const any = connectionSilent() || !state.serverLoaded || shownQueues().some((q) => state.serverStale.has(q));
   $("stale").hidden = !any;
   document.body.classList.toggle("is-stale", any);
   for (const [queue, tr] of rows) tr.classList.toggle("stale-row", isQueueStale(queue));
@@ -214,6 +217,7 @@ function heard(data) {
   state.lastMessage = performance.now();
   if (typeof data.now === "number") state.offsetMs = data.now - Date.now();
   if (Array.isArray(data.stale)) state.serverStale = new Set(data.stale);
+  if (typeof data.loaded === "boolean") state.serverLoaded = data.loaded;
 }
 
 function connect() {
@@ -222,8 +226,11 @@ function connect() {
     const data = JSON.parse(e.data);
     if (data.stale_after_ms) state.staleAfterMs = data.stale_after_ms;
     heard(data);
-    state.queues = new Map(data.queues.map((r) => [r.queue, r]));
-    state.agents = new Map(data.agents.map((a) => [a.agent_id, a]));
+    // A server still reading the topics (it just started) knows part of the centre: what the
+    // page holds stays, stale, until the server has read them whole.
+    if (data.loaded) { state.queues = new Map(); state.agents = new Map(); }
+    data.queues.forEach((r) => state.queues.set(r.queue, r));
+    data.agents.forEach((a) => state.agents.set(a.agent_id, a));
     renderBoard(); renderAgents(); renderStale();
   });
   source.addEventListener("heartbeat", (e) => { heard(JSON.parse(e.data)); renderStale(); });
