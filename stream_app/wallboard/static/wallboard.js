@@ -151,6 +151,7 @@ function renderRow(queue) {
     td.querySelector(".target").textContent = figure.target(targets);
     td.dataset.value = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
     td.dataset.level = figure.level(v, targets, record);
+    td.dataset.past = figure.key === "service_level" ? "below" : "above"; // the way a breach goes
   });
   tr.classList.toggle("stale-row", isQueueStale(queue));
 }
