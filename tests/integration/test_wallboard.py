@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import math
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.common import tool
 from tests.integration.engine import Calls, gauge, wait_for
 from tests.integration.engine import send as send_events
-from tests.support import Worker, started, unique_prefix
+from tests.support import STREAM_APP, Worker, free_port, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -202,3 +204,42 @@ def test_a_killed_worker_shows_stale_and_a_restart_clears_it(
     page.locator("#stale").wait_for(state="hidden", timeout=BOARD_TIMEOUT_MS)
     assert page.locator('tr[data-queue="steady"]').get_attribute("class") == ""
     assert tile_value(page, "steady", "asa_seconds") == 3.0
+
+
+def test_stream_app_wallboard_serves_the_same_board_without_being_a_worker(
+    tmp_path: Path, workers: list[Worker], page: Page
+) -> None:
+    prefix = unique_prefix("apart")
+    worker = started(workers, tmp_path, prefix)
+    calls = Calls()
+    calls.answered("x1", "apart", now_ms() - 2 * MIN, 7 * S)
+    send(prefix, calls.events)
+    board = worker.restarted("board")
+    board.env["WEB_PORT"] = str(free_port())
+    board.proc = subprocess.Popen(
+        [str(STREAM_APP), "wallboard"],
+        env=board.env,
+        stdout=board.log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    workers.append(board)
+
+    def snapshot() -> dict[str, Any] | None:
+        try:
+            status, body = board.get("/api/queues")
+        except OSError:
+            return None
+        data: dict[str, Any] = orjson.loads(body)
+        return data if status == 200 and data["queues"] else None
+
+    data = wait_for(snapshot, message="the queue on the standalone board's /api/queues")
+    assert [q["queue"] for q in data["queues"]] == ["apart"]
+    assert data["queues"][0]["windows"]["15m"]["asa_seconds"] == 7.0
+    open_board(page, board)
+    page.wait_for_function(
+        '() => document.querySelector(\'tr[data-queue="apart"] td[data-figure="asa_seconds"]\')'
+        "?.dataset.value === '7'",
+        timeout=BOARD_TIMEOUT_MS,
+    )
+    board.stop(timeout=20)  # an open page must not hold the shutdown (aiohttp would wait 60 s)
+    assert board.proc is not None and board.proc.returncode == 0, board.log()
