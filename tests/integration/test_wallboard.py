@@ -16,10 +16,11 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from stream_app.domain.events import format_ts
 from tests.common import tool
 from tests.integration.engine import Calls, gauge, wait_for
 from tests.integration.engine import send as send_events
-from tests.support import STREAM_APP, Worker, free_port, started, unique_prefix
+from tests.support import STREAM_APP, Worker, free_port, produce, started, unique_prefix
 
 S = 1000
 MIN = 60 * S
@@ -232,6 +233,32 @@ def test_stream_app_wallboard_serves_the_same_board_without_being_a_worker(
         data: dict[str, Any] = orjson.loads(body)
         return data if status == 200 and data["queues"] else None
 
+    # Agent states, as agent activity will publish them: the board lists them.
+    now = now_ms()
+    agents = [
+        {
+            "agent_id": "a1",
+            "state": "on_call",
+            "since": format_ts(now - 65 * S),
+            "reason": None,
+            "queues": ["apart"],
+            "queue": "apart",
+            "as_of": format_ts(now),
+        },
+        {
+            "agent_id": "a2",
+            "state": "not_ready",
+            "since": format_ts(now - 300 * S),
+            "reason": "break",
+            "queues": ["apart"],
+            "queue": None,
+            "as_of": format_ts(now),
+        },
+    ]
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(
+            produce, prefix + "agent-status", [(a["agent_id"], a) for a in agents]
+        ).result()
     data = wait_for(snapshot, message="the queue on the standalone board's /api/queues")
     assert [q["queue"] for q in data["queues"]] == ["apart"]
     assert data["queues"][0]["windows"]["15m"]["asa_seconds"] == 7.0
@@ -241,5 +268,16 @@ def test_stream_app_wallboard_serves_the_same_board_without_being_a_worker(
         "?.dataset.value === '7'",
         timeout=BOARD_TIMEOUT_MS,
     )
+    rows = page.locator("#agents tbody tr")
+    rows.nth(1).wait_for(timeout=BOARD_TIMEOUT_MS)
+    assert not page.locator("#no-agents").is_visible()
+    listed = rows.evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert listed[0][:2] == ["a2", "not_ready (break)"] and listed[0][3] == "—"  # by state
+    assert listed[1][:2] == ["a1", "on_call"] and listed[1][3] == "apart"
+    assert listed[1][2].startswith("1:0")  # in that state for a minute and some seconds
+    page.locator("#agents th[data-sort=agent_id]").click()
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.agent)") == ["a1", "a2"]
+    page.locator("#agents th[data-sort=agent_id]").click()
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.agent)") == ["a2", "a1"]
     board.stop(timeout=20)  # an open page must not hold the shutdown (aiohttp would wait 60 s)
     assert board.proc is not None and board.proc.returncode == 0, board.log()
