@@ -235,7 +235,7 @@ def test_stream_app_wallboard_serves_the_same_board_without_being_a_worker(
 
     # Agent states, as agent activity will publish them: the board lists them.
     now = now_ms()
-    agents = [
+    agents: list[dict[str, Any]] = [
         {
             "agent_id": "a1",
             "state": "on_call",
