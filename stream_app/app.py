@@ -113,7 +113,7 @@ def _add_pages(pipeline: Pipeline) -> None:
             }
             return self.json(body)
 
-    from stream_app.wallboard import mount
+    from stream_app.wallboard.pages import mount
 
     mount(pipeline)  # GET /wallboard, /api/queues, /api/live
 
