@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import orjson
 
-from stream_app.domain.live import LiveThrottle, fingerprint, live_record, queue_now
+from stream_app.domain.live import LiveReadings, LiveThrottle, fingerprint, live_record
 from stream_app.domain.queues import QueueStage
 from stream_app.domain.sla import SlaConfig
 from stream_app.outputs import Outputs
@@ -30,8 +30,7 @@ class LivePublisher:
         throttle: LiveThrottle | None = None,
         clock: Callable[[], int] = wall_ms,
     ) -> None:
-        self.stage = stage
-        self.sla = sla
+        self.readings = LiveReadings(stage, sla)
         self.outputs = outputs
         self.topic = topic
         self.throttle = throttle if throttle is not None else LiveThrottle()
@@ -42,7 +41,7 @@ class LivePublisher:
         wall = self.clock()
         sent = 0
         for queue in queues:
-            now = queue_now(self.stage, self.sla, queue, stream_now)
+            now = self.readings.read(queue, stream_now)
             print_ = fingerprint(now)
             if not self.throttle.due(queue, print_, wall):
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from stream_app.domain.live import (
+    LiveReadings,
     LiveThrottle,
     fingerprint,
     live_record,
@@ -108,3 +109,27 @@ def test_a_queue_that_comes_back_is_published_at_once() -> None:
     throttle.sent("q", ("a",), 5000)
     throttle.forget("q")
     assert throttle.due("q", ("a",), 5001)
+
+
+def test_readings_follow_live_calls_at_once_and_old_corrections_within_a_minute() -> None:
+    feed, now = centre()  # 10:05, interval 10:00-10:15
+    readings = LiveReadings(feed.stage, SLA)
+    first = readings.read("sales", now)
+    assert readings.full_readings == 1
+    # Nothing changed: the last reading, at the new stream time (the oldest call aged).
+    again = readings.read("sales", now + 5 * S)
+    assert readings.full_readings == 1
+    assert again.oldest_waiting_seconds == 65.0 and again.windows == first.windows
+    # A call answered now, one that starts waiting, one in the previous interval: at once.
+    feed("sales", "c4", Contribution(answered=answered(305, 4, 4)))
+    assert readings.read("sales", now + 6 * S).windows["15m"].answered == 3
+    feed("sales", "w3", Contribution(waiting_since=at(306)))
+    assert readings.read("sales", now + 7 * S).calls_waiting == 3
+    feed("sales", "p1", Contribution(answered=answered(-60, 9, 9)))  # 09:59
+    assert readings.read("sales", now + 8 * S).windows["1h"].answered == 4
+    # A correction to an older interval (09:40) shows at the next minute's full reading.
+    feed("sales", "o1", Contribution(answered=answered(-1200, 9, 9)))
+    assert readings.read("sales", now + 9 * S).windows["1h"].answered == 4
+    assert readings.read("sales", now + 60 * S).windows["1h"].answered == 5
+    # Every reading equals a full one but for that minute's delay.
+    assert readings.read("sales", now + 61 * S) == queue_now(feed.stage, SLA, "sales", now + 61 * S)
