@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: install tools kafka-up kafka-down test test-unit lint run demo bench dashboards clean
+.PHONY: install tools kafka-up kafka-down test test-unit lint run demo bench dashboards screenshots clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages the tests use (promtool), installed where this user may.
+# Debian packages the tests use (promtool, chromium), installed where this user may.
 tools:
 	scripts/install-tools.sh
 
@@ -43,6 +43,10 @@ lint: install
 # (Ctrl-C stops what it started).
 run: install tools kafka-up
 	scripts/run.sh
+
+# docs/wallboard.png: the wallboard of `make run` (its own ports and topics), in chromium.
+screenshots: install tools kafka-up
+	$(PY) scripts/screenshots.py
 
 # A month of a real call center (data/) replayed into a worker; Ctrl-C stops it.
 demo: install kafka-up

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Debian packages the tests and `make run` use: prometheus (with promtool) and
-# prometheus-alertmanager (with amtool), and openssl, which scripts/kafka.sh needs for the TLS
-# listener's certificate. Installed only where this user may (root with apt-get);
-# elsewhere it says what is missing and the tests that need it are skipped with that message
-# (under CI=true they fail instead).
+# prometheus-alertmanager (with amtool), openssl, which scripts/kafka.sh needs for the TLS
+# listener's certificate, and chromium, the browser of the wallboard's tests and screenshots
+# (Playwright drives it; it downloads no browser of its own). Installed only where this user
+# may (root with apt-get); elsewhere it says what is missing and the tests that need it are
+# skipped with that message (under CI=true they fail instead).
 set -euo pipefail
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } \
   || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "tools: ${missing[*]} not installed and this user cannot install Debian packages;" \

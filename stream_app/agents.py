@@ -28,6 +28,7 @@ from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
 from stream_app.exporter import QueueCollector
 from stream_app.input_guard import InputGuard, LogProbe
 from stream_app.kafka_clients import client_options
+from stream_app.live_state import LivePublisher
 from stream_app.outputs import Outputs
 from stream_app.queue_registry import QueueRegistry
 from stream_app.queues_processor import QueuesProcessor
@@ -107,6 +108,7 @@ def register(pipeline: Pipeline) -> None:
         app, queues, lambda: queues_processor.stream_now(), pipeline.sla, topic("queue-updates")
     )
     metrics.registry.register(collector)
+    live = LivePublisher(queues, pipeline.sla, outputs, topic("queue-live"))  # wallboards' feed
     # Records are acked once their outputs and state are durable, so a crash redoes exactly the
     # records whose effects it may have lost (stream_app.checkpoint). Faust's own flush before
     # a commit gives up after 0.1 s and its buffer hands changelog records to the client in a
@@ -125,6 +127,7 @@ def register(pipeline: Pipeline) -> None:
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
         ),
+        live=live,
     )
     pipeline.probes["queues_stream_time_s"] = queues_processor.stream_time_s
     pipeline.probes["calls_partitions_behind"] = queues_processor.calls_partitions_behind

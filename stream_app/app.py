@@ -119,6 +119,10 @@ def _add_pages(pipeline: Pipeline) -> None:
             }
             return self.json(body)
 
+    from stream_app.wallboard.pages import mount
+
+    mount(pipeline)  # GET /wallboard, /api/queues, /api/live
+
     @app.page("/debug/state")
     class State(View):  # type: ignore[misc]
         async def get(self, request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -114,6 +115,42 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallboard(args: argparse.Namespace) -> int:
+    """Serve the wallboard on WEB_HOST:WEB_PORT from the live topics, without being a worker."""
+    import signal
+
+    from stream_app.kafka_clients import client_options, preflight
+    from stream_app.wallboard.server import live_topics, serve
+
+    try:
+        settings = load_settings()
+        options = client_options(settings)
+    except SettingsError as exc:
+        return _fail(f"bad setting: {exc}")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
+    )
+    if problem := preflight(settings):
+        return _fail(problem)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(
+            serve(settings.web_host, settings.web_port, live_topics(settings.topic), options)
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        print(f"wallboard: http://{settings.web_host}:{settings.web_port}/wallboard", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        return _fail(f"cannot serve on {settings.web_host}:{settings.web_port}: {exc}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         "create", help="create missing topics under TOPIC_PREFIX (existing ones are left alone)"
     )
     create.set_defaults(func=cmd_topics_create)
+
+    wallboard = sub.add_parser(
+        "wallboard",
+        help="serve the wallboard (GET /wallboard, /api/queues, /api/live) on WEB_PORT from the"
+        " live topics, without being a worker",
+    )
+    wallboard.set_defaults(func=cmd_wallboard)
 
     from stream_app.simulator.cli import register as register_simulate
 

@@ -14,7 +14,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stream_app.domain.figures import Figures
-from stream_app.domain.queues import WINDOWS, QueueStage
+from stream_app.domain.live import queue_now
+from stream_app.domain.queues import QueueStage
 from stream_app.domain.sla import SlaConfig
 
 # (metric name, help, how to read it from a window's figures)
@@ -149,19 +150,17 @@ class QueueCollector(Collector):
         now = self.stream_now()
         if now is not None:
             for queue in self.owned_queues():
-                for window in WINDOWS:
-                    figures = self.stage.window(queue, window, now)
+                state = queue_now(self.stage, self.sla, queue, now)
+                for window, figures in state.windows.items():
                     for attr, family in window_families.items():
                         value = read(figures, attr)
                         if value is not None:
                             family.add_metric([queue, window], value)
-                since = self.stage.waiting(queue).values()
-                waiting.add_metric([queue], len(since))
-                if since:
-                    oldest.add_metric([queue], max(0, now - min(since)) / 1000)
-                targets = self.sla.for_queue(queue)
+                waiting.add_metric([queue], state.calls_waiting)
+                if state.oldest_waiting_seconds is not None:
+                    oldest.add_metric([queue], state.oldest_waiting_seconds)
                 for attr, family in sla_families.items():
-                    family.add_metric([queue], float(getattr(targets, attr)))
+                    family.add_metric([queue], float(getattr(state.targets, attr)))
         yield from window_families.values()
         yield waiting
         yield oldest

@@ -5,13 +5,14 @@ records; the processor is tested without a broker (tests/unit/test_queues_proces
 A record: the calls partition's clock heard (`SourceTimes`), the calls' contributions applied
 to the queue's buckets (each entry at its own position: stream_app.domain.hop), then held for
 the partition's checkpoint. A tick: intervals closed by the stream time of the previous tick
-and published, and retention below the low watermark of the calls partitions.
+and published, retention below the low watermark of the calls partitions, and the queues'
+figures now to `queue-live` (stream_app.live_state).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,12 @@ from stream_app.domain.hop import Update, entry_position
 from stream_app.domain.queues import QueueStage
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
+
+
+class Live(Protocol):
+    """The queues' figures now, for wallboards (stream_app.live_state.LivePublisher)."""
+
+    async def publish(self, queues: Iterable[str], stream_now: int) -> int: ...
 
 
 class Owners(Protocol):
@@ -46,6 +53,7 @@ class QueuesProcessor:
     metrics_topic: str
     calls_partitions: int  # how many calls partitions feed each queue partition
     sweeps: SweepSchedule
+    live: Live | None = None
     wall: Callable[[], int] = wall_ms
     flush_every: int = FLUSH_EVERY
     # Per queue partition: the clock each calls partition last announced (with its records and
@@ -101,6 +109,8 @@ class QueuesProcessor:
                 for queue in self.owners.queues_on(partition):
                     await self.close(queue, closing)
         self.sweep(partition)
+        if self.live is not None:
+            await self.live.publish(self.owners.queues_on(partition), now)
         return now
 
     def assigned(self, partition: int) -> None:

@@ -31,6 +31,7 @@ PACKAGES = {
     "amtool": "prometheus-alertmanager",
     "prometheus": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "chromium": "chromium",
 }
 
 

@@ -40,6 +40,7 @@ examples:
   stream-app simulate --start now-6h --speed 60         # 60x real time from 6 hours ago
   stream-app simulate --duration 1h --fast --faults --seed 7 --summary-json sim.json
   stream-app simulate --breach sales:30 --duration 2h   # sales unstaffed for 30 min, then recovers
+  stream-app simulate --backfill 2h                     # the last 2 hours at once, then live
 
 Ctrl-C or SIGTERM closes the center at the simulated time reached: every call in progress
 ends then (callers in the IVR or waiting hang up, calls being talked end with their after-call
@@ -85,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="simulated start: ISO 8601 with an offset, 'now', or relative like now-6h "
         "(default: now in real time; faster runs start early enough to stay in the past)",
+    )
+    parser.add_argument(
+        "--backfill",
+        metavar="SPAN",
+        help="start SPAN ago (e.g. 2h), send that past as fast as possible, then go on live in "
+        "real time: a board is full from the first minute",
     )
     parser.add_argument(
         "--faults",
@@ -145,6 +152,16 @@ def plan(args: argparse.Namespace, now_ms: int) -> Plan:
         raise SimConfigError(f"--speed must be a number >= 0, got {args.speed}")
     if args.fast and args.speed not in (None, 0):
         raise SimConfigError("--fast and --speed N contradict each other")
+    if args.backfill is not None:
+        if args.start is not None or args.speed is not None or args.fast:
+            raise SimConfigError(
+                "--backfill sets the start and the pace: no --start, --speed, --fast"
+            )
+        # As fast as possible never runs ahead of the wall clock (publish.run): once the past
+        # is sent, the run goes on in real time, live.
+        start = now_ms - parse_duration(args.backfill)
+        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        return Plan(config, seed, start - start % 1000, duration, None)
     speed = None if args.fast or args.speed == 0 else (args.speed or 1.0)
     if speed is None and duration is None:
         raise SimConfigError("as fast as possible needs --duration (it would never end)")
@@ -206,6 +223,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = Summary(interval_ms=settings.interval_ms, sla=sla, seed=run.seed)
     report = sys.stderr if args.dry_run else sys.stdout
     pace = "as fast as possible" if run.speed is None else f"at {run.speed:g}x real time"
+    if args.backfill is not None:
+        pace = f"the last {args.backfill} as fast as possible, then live"
     span = "forever" if run.duration_ms is None else f"for {args.duration}"
     print(
         f"simulating from {datetime.fromtimestamp(run.start_ms / 1000).astimezone().isoformat()} "

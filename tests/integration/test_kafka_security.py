@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from stream_app.domain.events import format_ts
@@ -29,6 +30,7 @@ from tests.support import (
     Worker,
     consume_all,
     make_worker,
+    produce,
     unique_prefix,
 )
 from tests.unit.test_anonymous_bank import row, write
@@ -161,6 +163,36 @@ def test_worker_and_sources_through_sasl_ssl_publish_the_figures_of_the_plain_li
     assert all(user.password not in out for out in outputs)
 
 
+def test_the_wallboard_reads_the_live_topic_through_sasl_ssl(
+    tmp_path: Path, workers: list[Worker], user: ScramUser
+) -> None:
+    board = make_worker(tmp_path, unique_prefix("board-sasl"), "board", **user.env())
+    prefix = board.env["TOPIC_PREFIX"]
+    assert run(board.env, "topics", "create").returncode == 0
+    record = {"queue": "secure", "calls_waiting": 4, "as_of": format_ts(time.time_ns() // 10**6)}
+    produce(prefix + "queue-live", [("secure", record)])  # through the plain listener
+    board.proc = subprocess.Popen(
+        [str(STREAM_APP), "wallboard"],
+        env=board.env,
+        stdout=board.log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    workers.append(board)
+
+    def shown() -> list[Any] | None:
+        try:
+            status, body = board.get("/api/queues")
+        except OSError:
+            return None
+        queues: list[Any] = orjson.loads(body)["queues"] if status == 200 else []
+        return queues or None
+
+    assert wait_for(shown, message="the record on /api/queues") == [record]
+    board.stop()
+    assert user.password not in board.log_path.read_text(errors="replace")
+
+
 def other_ca(tmp: Path) -> Path:
     """A CA that did not sign the broker's certificate."""
     subprocess.run(
@@ -183,6 +215,7 @@ COMMANDS = {
     "replay anonymous-bank": lambda tmp: ["replay", "anonymous-bank", str(tmp / "calls.tsv")],
     "connect asterisk": lambda tmp: ["connect", "asterisk", str(tmp / "queue_log"), "--follow"],
     "simulate": lambda tmp: ["simulate", "--duration", "10m", "--fast"],
+    "wallboard": lambda tmp: ["wallboard"],
 }
 FAULTS = {
     "wrong password": ("KAFKA_SASL_PASSWORD", "refused the SASL credentials"),

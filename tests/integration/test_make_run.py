@@ -213,6 +213,8 @@ def test_run_starts_the_system_and_ctrl_c_stops_all_of_it(run: Run) -> None:
     # It said where to look.
     run.wait(lambda: "Ctrl-C stops" in run.out.read_text(), 30, "the banner")
     banner = run.out.read_text()
+    urls = [word for word in banner.split() if word.startswith("http://")]
+    assert urls[0] == f"http://127.0.0.1:{run.web_port}/wallboard", banner  # the first to open
     assert f"http://127.0.0.1:{run.web_port}/metrics" in banner, banner
     for name in ("worker", "simulator"):
         assert str(run.data / "logs" / f"{name}.log") in banner, banner

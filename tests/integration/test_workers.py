@@ -1,9 +1,11 @@
 """Two workers share the partitions: each queue is exported by exactly one of them, also after
-one of them joined late and took queues over."""
+one of them joined late and took queues over; each one's wallboard shows them all."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import orjson
 
 from tests.integration.engine import Calls, past_interval, send, wait_for
 from tests.support import Worker, make_worker, started, unique_prefix
@@ -52,6 +54,19 @@ def test_each_queue_is_exported_by_exactly_one_of_two_workers(
     a, b = wait_for(both, timeout=90, message="every queue exported")
     assert a and b, "both workers own some queues"
     assert not a & b, f"exported twice: {sorted(a & b)}"
+
+    # Each worker's wallboard shows every queue, with the figures of the worker that owns it.
+    owners = {**answered_1h(first), **answered_1h(second)}
+    for worker in (first, second):
+
+        def board(worker: Worker = worker) -> dict[str, float] | None:
+            status, body = worker.get("/api/queues")
+            shown = {
+                q["queue"]: q["windows"]["1h"]["answered"] for q in orjson.loads(body)["queues"]
+            }
+            return shown if status == 200 and shown == owners else None
+
+        wait_for(board, message=f"every queue on {worker.log_path.stem}'s /api/queues")
 
 
 def histogram_queues(worker: Worker) -> set[str]:

@@ -80,6 +80,7 @@ def test_the_stack_has_every_component() -> None:
         "kafka",
         "topics",
         "worker",
+        "wallboard",
         "simulator",
         "prometheus",
         "alertmanager",

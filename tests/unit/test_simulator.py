@@ -909,6 +909,46 @@ def test_plan_defaults_keep_faster_runs_in_the_past() -> None:
             cli.plan(options(*argv), now)
 
 
+def test_backfill_starts_in_the_past_at_full_speed_with_no_end() -> None:
+    now = T0 + 123_456
+    backfill = cli.plan(options("--backfill", "2h"), now)
+    assert (backfill.start_ms, backfill.speed, backfill.duration_ms) == (
+        now - 2 * HOUR - 456,
+        None,
+        None,
+    )
+    for argv in (("--fast",), ("--speed", "2"), ("--start", "now-1h")):
+        with pytest.raises(SimConfigError, match="--backfill sets the start"):
+            cli.plan(options("--backfill", "2h", *argv), now)
+
+
+def test_a_backfill_sends_the_past_at_once_then_waits_for_the_wall_clock() -> None:
+    wall = T0 + 2 * HOUR
+
+    async def go() -> tuple[list[Record], list[Record]]:
+        sim = Simulation(default_config(), seed=5, start_ms=T0, duration_ms=None, faults=False)
+        sink, summary = ListSink(), Summary(interval_ms=INTERVAL, sla=SLA)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run(sim, summary, sink, speed=None, stop=stop, clock=lambda: wall)
+        )
+        for _ in range(200):  # the past goes out without waiting for anything
+            await asyncio.sleep(0.01)
+            if sink.records and max(r.ts for r in sink.records) > wall - 10 * 60_000:
+                break
+        before_stop = list(sink.records)
+        await asyncio.sleep(0.2)  # then it waits for the wall clock: nothing more is sent
+        held = list(sink.records)
+        stop.set()
+        await task
+        return before_stop, held
+
+    before_stop, held = asyncio.run(go())
+    assert min(r.ts for r in before_stop) < T0 + 10 * 60_000
+    assert max(r.ts for r in before_stop) > wall - 10 * 60_000
+    assert max(r.ts for r in held) <= wall  # never ahead of the wall clock: live from there
+
+
 def test_dry_run_prints_the_records_and_writes_the_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
