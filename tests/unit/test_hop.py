@@ -4,8 +4,6 @@ however the changes were cut into records, and through crashes in the middle of 
 
 from __future__ import annotations
 
-import contextlib
-
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,15 +18,12 @@ from stream_app.domain.hop import (
 )
 from stream_app.domain.model import EMPTY, Contribution
 from stream_app.domain.queues import QueueStage
-from tests.unit.dict_store import Crash, CrashingStore, DictStore
 from tests.unit.test_queues import (
-    QUEUES,
     answered,
+    check_crashes_and_replays,
     check_final,
     histories,
     make,
-    store_of,
-    without_meta,
 )
 
 A = Contribution(waiting_since=1)
@@ -122,24 +117,4 @@ def test_a_crash_in_the_middle_of_a_combined_record_then_a_replay_gives_the_same
     history: dict[tuple[str, str], list[Contribution]], data: st.DataObject
 ) -> None:
     records = hop_records(history, data)
-    clean = make()
-    for record in records:
-        apply_record(clean, record)
-    store = DictStore()
-    stage = make(store)
-    position = 0
-    for _ in range(data.draw(st.integers(0, 3))):  # each crash: die, restart from a commit
-        crash_at = data.draw(st.integers(position, len(records) - 1))
-        for record in records[position:crash_at]:
-            apply_record(stage, record)
-        with contextlib.suppress(Crash):
-            apply_record(
-                make(CrashingStore(store, data.draw(st.integers(0, 30)))), records[crash_at]
-            )
-        position = data.draw(st.integers(0, crash_at))  # the committed offset
-    for record in records[position:]:
-        apply_record(stage, record)
-    check_final(stage, history)
-    assert without_meta(store) == without_meta(store_of(clean))
-    for queue in QUEUES:
-        assert stage.waiting(queue) == clean.waiting(queue)
+    check_crashes_and_replays(history, records, apply_record, data, 30)

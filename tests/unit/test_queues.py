@@ -6,10 +6,11 @@ final contribution applied once; rolling windows and "today" are sums of their b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -814,6 +815,7 @@ def total_in(facts: Iterable[tuple[int, Figures]], lo: int, hi: int) -> Figures:
 
 
 Record = tuple[str, str, Contribution, int]
+R = TypeVar("R")
 
 
 @st.composite
@@ -895,32 +897,44 @@ def test_any_order_with_duplicates_and_corrections_gives_the_final_contributions
     check_final(stage, history)
 
 
-@settings(max_examples=100, deadline=None)
-@given(histories(), st.data())
-def test_crashes_mid_record_and_replays_from_an_earlier_offset_give_the_same_figures(
-    history: dict[tuple[str, str], list[Contribution]], data: st.DataObject
+def check_crashes_and_replays(
+    history: dict[tuple[str, str], list[Contribution]],
+    records: Sequence[R],
+    apply: Callable[[QueueStage, R], object],
+    data: st.DataObject,
+    max_writes: int,
 ) -> None:
-    records = [s for s in schedule(history, data) if not isinstance(s, int)]
+    """Apply `records` with up to three crashes (a record cut after any of its writes, then a
+    restart from an earlier committed record): the figures and the store of a clean run."""
     clean = make()
-    run(clean, records)
+    for record in records:
+        apply(clean, record)
     store = DictStore()
     stage = make(store)
     position = 0
     for _ in range(data.draw(st.integers(0, 3))):  # each crash: die, restart from a commit
         crash_at = data.draw(st.integers(position, len(records) - 1))
         for record in records[position:crash_at]:
-            stage.apply(*record)
-        try:
-            writes = data.draw(st.integers(0, 12))
-            make(CrashingStore(store, writes)).apply(*records[crash_at])
-        except Crash:
-            pass
+            apply(stage, record)
+        with contextlib.suppress(Crash):
+            crashing = make(CrashingStore(store, data.draw(st.integers(0, max_writes))))
+            apply(crashing, records[crash_at])
         position = data.draw(st.integers(0, crash_at))  # the committed offset
-    run(stage, records[position:])
+    for record in records[position:]:
+        apply(stage, record)
     check_final(stage, history)
     assert without_meta(store) == without_meta(store_of(clean))
     for queue in QUEUES:
         assert stage.waiting(queue) == clean.waiting(queue)
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories(), st.data())
+def test_crashes_mid_record_and_replays_from_an_earlier_offset_give_the_same_figures(
+    history: dict[tuple[str, str], list[Contribution]], data: st.DataObject
+) -> None:
+    records = [s for s in schedule(history, data) if not isinstance(s, int)]
+    check_crashes_and_replays(history, records, lambda stage, r: stage.apply(*r), data, 12)
 
 
 ZONE_DAYS: list[tuple[str, str, int]] = [
