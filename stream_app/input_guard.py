@@ -91,6 +91,7 @@ class InputGuard:
         self.probe = probe
         self.clock = clock
         self.received_at: dict[int, float] = {}  # when a record of the partition last came
+        self.unread_since: dict[int, tuple[int, float]] = {}  # (next to apply, first seen unread)
         self.positions: dict[int, Position] = {}
         self.saved: dict[int, int] = {}
         self.sought_at: dict[int, float] = {}
@@ -165,14 +166,19 @@ class InputGuard:
             if now - self.sought_at.get(partition, 0.0) >= RESEEK_AFTER_S:
                 await self._seek(partition, position)
             return
-        quiet_since = self.received_at.setdefault(partition, now)
-        quiet = now - quiet_since
-        if quiet < STALL_AFTER_S or now - self.sought_at.get(partition, -1e9) < STALL_AFTER_S:
-            return
         tp = TP(self.topic, partition)
         highwater = self.app.consumer.highwater(tp)
         following = self.next_offset(partition)
         if highwater is None or highwater <= following:
+            self.unread_since.pop(partition, None)
+            return
+        # Since when the broker is known to hold records past the next one to apply: a record
+        # produced a moment ago is not overdue, however long the partition was quiet before.
+        unread = self.unread_since.get(partition)
+        if unread is None or unread[0] != following:
+            unread = self.unread_since[partition] = (following, now)
+        quiet = now - max(self.received_at.setdefault(partition, now), unread[1])
+        if quiet < STALL_AFTER_S or now - self.sought_at.get(partition, -1e9) < STALL_AFTER_S:
             return
         # The last offset Faust's fetch loop handed to the streams (or sought to): past the
         # next one to apply, the records wait in the stream buffers behind others (a backlog),
@@ -223,4 +229,5 @@ class InputGuard:
         self.sought_at.pop(partition, None)
         self.sought_for.pop(partition, None)
         self.received_at[partition] = self.clock()  # a new owner's fetch gets its time
+        self.unread_since.pop(partition, None)
         self.epochs[partition] = self.epoch(partition) + 1

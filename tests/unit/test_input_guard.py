@@ -41,6 +41,7 @@ def guard_at(
     app = SimpleNamespace(consumer=consumer)
     guard = InputGuard(app, FakeStore(stored), TOPIC, probe=None, clock=lambda: now[0])  # type: ignore[arg-type]
     guard.forget(0)  # assigned now
+    asyncio.run(guard.watch(0))  # and its first tick
     return guard, consumer, now
 
 
@@ -114,3 +115,19 @@ def test_records_handed_before_the_position_do_not_count_as_waiting() -> None:
         now[0] += STALL_AFTER_S
         asyncio.run(guard.watch(0))
     assert consumer.seeks == [{TP(TOPIC, 0): 7}] * 2
+
+
+def test_a_record_that_just_reached_a_quiet_partition_gets_its_time_too() -> None:
+    """A partition that hears once a minute: the tick that first sees the new record on the
+    broker is not a reason to fetch it again."""
+    guard, consumer, now = guard_at(highwater=7, stored=7)
+    now[0] += 60
+    asyncio.run(guard.watch(0))
+    consumer.highwaters[0] = 8  # produced a moment ago
+    asyncio.run(guard.watch(0))
+    now[0] += STALL_AFTER_S - 1
+    asyncio.run(guard.watch(0))
+    assert consumer.seeks == []
+    now[0] += 1
+    asyncio.run(guard.watch(0))
+    assert consumer.seeks == [{TP(TOPIC, 0): 7}]  # it never came
