@@ -12,7 +12,6 @@ contributions it vouches for) and its retention.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ import orjson
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
+from stream_app.domain.clock import wall_ms
 from stream_app.domain.hop import Pending, update_record
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
@@ -29,10 +29,6 @@ from stream_app.metrics import Metrics
 REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
 FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
 Headers = list[tuple[str, bytes]]
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def own_headers(headers: Any) -> Headers:

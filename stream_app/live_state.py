@@ -4,19 +4,15 @@ outputs, so the checkpoint that follows the tick makes them durable with the res
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
 import orjson
 
+from stream_app.domain.clock import wall_ms
 from stream_app.domain.live import LiveReadings, LiveThrottle, fingerprint, live_record
 from stream_app.domain.queues import QueueStage
 from stream_app.domain.sla import SlaConfig
 from stream_app.outputs import Outputs
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LivePublisher:

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State, wall_ms
+from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State
 from stream_app.checkpoint import Checkpoint
-from stream_app.domain.clock import Announcement, EventClock, SourceTimes
+from stream_app.domain.clock import Announcement, EventClock, SourceTimes, wall_ms
 from stream_app.domain.hop import Update, entry_position
 from stream_app.domain.queues import QueueStage
 from stream_app.domain.sweeps import SweepSchedule

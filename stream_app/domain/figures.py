@@ -184,6 +184,29 @@ def contribution_facts(c: Contribution, sla: QueueSla) -> list[tuple[int, Figure
     return facts
 
 
+# A window's figures as records carry them (contract §3), in the contract's order.
+RECORD_COUNTS = (
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "flowed_out",
+    "answered_within_threshold",
+)
+RECORD_DERIVED = (
+    "asa_seconds",
+    "awt_seconds",
+    "aht_seconds",
+    "longest_wait_seconds",
+    "service_level",
+    "abandon_rate",
+)
+
+
+def record_figures(f: Figures, names: tuple[str, ...]) -> dict[str, object]:
+    return {name: getattr(f, name) for name in names}
+
+
 def interval_record(
     queue: str, start_ms: int, end_ms: int, f: Figures, sla: QueueSla, revision: int
 ) -> dict[str, object]:
@@ -193,19 +216,9 @@ def interval_record(
         "queue": queue,
         "interval_start": format_ts(start_ms),
         "interval_end": format_ts(end_ms),
-        "offered": f.offered,
-        "answered": f.answered,
-        "abandoned": f.abandoned,
-        "short_abandoned": f.short_abandoned,
-        "flowed_out": f.flowed_out,
-        "answered_within_threshold": f.answered_within_threshold,
+        **record_figures(f, RECORD_COUNTS),
         "service_level_seconds": int(threshold) if float(threshold).is_integer() else threshold,
-        "asa_seconds": f.asa_seconds,
-        "awt_seconds": f.awt_seconds,
-        "aht_seconds": f.aht_seconds,
-        "longest_wait_seconds": f.longest_wait_seconds,
-        "service_level": f.service_level,
-        "abandon_rate": f.abandon_rate,
+        **record_figures(f, RECORD_DERIVED),
         "revision": revision,
     }
 

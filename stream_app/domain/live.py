@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from stream_app.domain.events import format_ts
-from stream_app.domain.figures import Figures
+from stream_app.domain.figures import RECORD_COUNTS, RECORD_DERIVED, Figures, record_figures
 from stream_app.domain.queues import WINDOWS, QueueStage
 from stream_app.domain.sla import QueueSla, SlaConfig
 from stream_app.domain.windows import MINUTE_MS, interval_start
@@ -90,26 +90,13 @@ class LiveReadings:
         self._last[queue] = (seen, now)
         return now
 
-    def forget(self, queue: str) -> None:
-        self._last.pop(queue, None)
-
 
 def window_figures(f: Figures) -> dict[str, Any]:
     """A window's figures as in a `queue-metrics` record (contract §3), and the agent figure of
     §6 that belongs to a window (null until agent activity is wired in)."""
     return {
-        "offered": f.offered,
-        "answered": f.answered,
-        "abandoned": f.abandoned,
-        "short_abandoned": f.short_abandoned,
-        "flowed_out": f.flowed_out,
-        "answered_within_threshold": f.answered_within_threshold,
-        "asa_seconds": f.asa_seconds,
-        "awt_seconds": f.awt_seconds,
-        "aht_seconds": f.aht_seconds,
-        "longest_wait_seconds": f.longest_wait_seconds,
-        "service_level": f.service_level,
-        "abandon_rate": f.abandon_rate,
+        **record_figures(f, RECORD_COUNTS),
+        **record_figures(f, RECORD_DERIVED),
         "occupancy": None,
     }
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_app.domain.clock import wall_ms
 from stream_app.domain.live import STALE_AFTER_MS
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,6 @@ TOPIC_CHECK_S = 30.0  # how often a topic that did not exist yet is looked for a
 KINDS = ("queue", "agent")  # queue-live records, agent-status records
 
 Change = tuple[str, dict[str, Any]]  # (SSE event name, data)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def instant_ms(text: object) -> int | None:
