@@ -248,11 +248,18 @@ def against_target(
     and each query's frames get a fixed colour. Exactly one of them returns the figure.
     """
     ok_op, breach_op = (">=", "<") if higher_is_better else ("<=", ">")
+    return ok_or_breach(
+        big_stat(title, unit, decimals=decimals).description(description),
+        f"({figure}) {ok_op} on (queue) ({target})",
+        f"({figure}) {breach_op} on (queue) ({target})",
+    )
+
+
+def ok_or_breach(panel: stat.Panel, ok: str, breach: str) -> stat.Panel:
+    """Two instant queries of which one returns the figure: `ok` drawn green, `breach` red."""
     return (
-        big_stat(title, unit, decimals=decimals)
-        .description(description)
-        .with_target(query(f"({figure}) {ok_op} on (queue) ({target})", "ok", instant=True))
-        .with_target(query(f"({figure}) {breach_op} on (queue) ({target})", "breach", instant=True))
+        panel.with_target(query(ok, "ok", instant=True))
+        .with_target(query(breach, "breach", instant=True))
         .override_by_query("ok", [color_value(GREEN)])
         .override_by_query("breach", [color_value(RED)])
     )
@@ -275,13 +282,10 @@ def against_limits(
     it finds none.
     """
     over = f"({per_queue_figure}) > on (queue) ({limit})"
-    return (
-        big_stat(title, unit, decimals=decimals)
-        .description(description)
-        .with_target(query(f"({figure}) unless on () ({over})", "ok", instant=True))
-        .with_target(query(f"({figure}) and on () ({over})", "breach", instant=True))
-        .override_by_query("ok", [color_value(GREEN)])
-        .override_by_query("breach", [color_value(RED)])
+    return ok_or_breach(
+        big_stat(title, unit, decimals=decimals).description(description),
+        f"({figure}) unless on () ({over})",
+        f"({figure}) and on () ({over})",
     )
 
 

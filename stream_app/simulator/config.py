@@ -25,7 +25,7 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -381,20 +381,28 @@ def _check_queue(
             raise SimConfigError(f"{src}: {path}.overflow needs timeout_seconds")
 
 
+def _entries(
+    value: object, path: str, kind: type, required: tuple[str, ...], src: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """A list of mappings, each with only `kind`'s fields and the `required` ones: (path, entry)."""
+    if not isinstance(value, list):
+        raise SimConfigError(f"{src}: {path} must be a list, got {shorten(value)}")
+    known = tuple(f.name for f in fields(kind))
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        entry = mapping(item, where, src, SimConfigError)
+        no_unknown_keys(entry, known, where, src, SimConfigError)
+        for name in required:
+            if name not in entry:
+                raise SimConfigError(f"{src}: {where}.{name} is required")
+        yield where, entry
+
+
 def _breaches(data: object, queues: Mapping[str, QueueConfig], src: str) -> tuple[Breach, ...]:
     if data is None:
         return ()
-    if not isinstance(data, list):
-        raise SimConfigError(f"{src}: breaches must be a list, got {shorten(data)}")
     out: list[Breach] = []
-    known = tuple(f.name for f in fields(Breach))
-    for index, item in enumerate(data):
-        path = f"breaches[{index}]"
-        entry = mapping(item, path, src, SimConfigError)
-        no_unknown_keys(entry, known, path, src, SimConfigError)
-        for required in ("queue", "minutes"):
-            if required not in entry:
-                raise SimConfigError(f"{src}: {path}.{required} is required")
+    for path, entry in _entries(data, "breaches", Breach, ("queue", "minutes"), src):
         queue = entry["queue"]
         if queue not in queues:
             raise SimConfigError(
@@ -512,17 +520,8 @@ def _agents(value: object, path: str, src: str) -> int | tuple[int, ...]:
 
 
 def _breaks(value: object, path: str, src: str) -> tuple[Break, ...]:
-    if not isinstance(value, list):
-        raise SimConfigError(f"{src}: {path} must be a list, got {shorten(value)}")
     out = []
-    known = tuple(f.name for f in fields(Break))
-    for index, item in enumerate(value):
-        where = f"{path}[{index}]"
-        entry = mapping(item, where, src, SimConfigError)
-        no_unknown_keys(entry, known, where, src, SimConfigError)
-        for required in ("after_minutes", "minutes"):
-            if required not in entry:
-                raise SimConfigError(f"{src}: {where}.{required} is required")
+    for where, entry in _entries(value, path, Break, ("after_minutes", "minutes"), src):
         reason = entry.get("reason", "break")
         if not isinstance(reason, str) or not reason or "|" in reason or not reason.isprintable():
             raise SimConfigError(
