@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from stream_app.checkpoint import Checkpoint
+from stream_app.domain.agents_stage import AgentPending, agent_update_record
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import wall_ms
@@ -91,6 +92,7 @@ class CallsTopics:
     updates: str
     registry: str
     update_partitions: int  # every one of them hears each calls partition's clock
+    agent_updates: str | None = None  # what calls mean to agents, to the agents stage
 
 
 class CallsProcessor:
@@ -120,6 +122,7 @@ class CallsProcessor:
         self.sweeps = sweeps
         self.wall = wall
         self.pending = Pending()  # contributions applied, not sent yet
+        self.agent_pending = AgentPending()  # what calls mean to agents, not sent yet
         # per partition: (stream time, behind, wall) last announced
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
         self.checkpoint = Checkpoint(
@@ -140,7 +143,7 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
-            for held in self.pending.partitions():
+            for held in {*self.pending.partitions(), *self.agent_pending.by_partition}:
                 await self.send_pending(held)
 
     async def punctuate(self, partition: int) -> None:
@@ -175,6 +178,7 @@ class CallsProcessor:
         self.state.drop(partition)
         self.guard.forget(partition)
         self.pending.drop(partition)
+        self.agent_pending.drop(partition)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -214,6 +218,8 @@ class CallsProcessor:
             self.metrics.duplicates.inc()
         if outcome.emission is not None:
             await self.emit(outcome.event.call_id, outcome.emission, message.partition)
+        if outcome.agents and self.topics.agent_updates is not None:
+            self.agent_pending.add(message.partition, outcome.event.call_id, outcome.agents)
 
     async def emit(self, call_id: str, emission: Emission, partition: int) -> None:
         self.pending.add(partition, call_id, emission.contributions)
@@ -229,6 +235,10 @@ class CallsProcessor:
         for queue, entries in self.pending.take(partition):
             value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
             await self.outputs.send(self.topics.updates, value, key=queue.encode())
+        if self.topics.agent_updates is not None:
+            for agent_id, calls in self.agent_pending.take(partition):
+                value = orjson.dumps(agent_update_record(agent_id, calls, st))
+                await self.outputs.send(self.topics.agent_updates, value, key=agent_id.encode())
 
     async def sweep(self, partition: int) -> None:
         """Retention of the partition when due, from its ticks and its records: in a fast

@@ -22,7 +22,8 @@ from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes, wall_ms
 from stream_app.domain.hop import Update, entry_position
-from stream_app.domain.queues import QueueStage
+from stream_app.domain.queue_agents import apply_agent
+from stream_app.domain.queues import QueueStage, Store
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
 
@@ -64,6 +65,10 @@ class QueuesProcessor:
     settled_at: dict[int, int] = field(default_factory=dict)  # per partition: the last tick's time
     seen: set[int] = field(default_factory=set)  # partitions that had a record since assigned
     checkpoint: Checkpoint = field(init=False)
+
+    @property
+    def state_store(self) -> Store:
+        return self.queues.store
 
     def __post_init__(self) -> None:
         self.checkpoint = Checkpoint(self.outputs, self.state, self.guard, every=self.flush_every)
@@ -137,7 +142,14 @@ class QueuesProcessor:
 
     async def apply(self, message: Any) -> None:
         partition = message.partition
-        update = Update.from_json(orjson.loads(message.value))
+        data = orjson.loads(message.value)
+        if "g" in data:  # agents' projected timelines, from the agents stage
+            self.owners.owns(data["q"], partition)
+            for index, (agent_id, spans) in enumerate(data["g"]):
+                position = entry_position(message.offset, index)
+                apply_agent(self.state_store, data["q"], agent_id, spans, position)
+            return
+        update = Update.from_json(data)
         if update.stream_time is not None:
             self.clock.observe(update.stream_time, update.seen_at or self.wall())
         times = self.source_times.get(partition)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_app.domain.agent_activity import AgentCall, agent_calls
 from stream_app.domain.calls import (
     CallState,
     Emission,
@@ -49,6 +50,7 @@ class Outcome:
     rekey: str | None = None  # send the record unchanged to the input, keyed by this call_id
     duplicate: bool = False
     emission: Emission | None = None
+    agents: dict[str, AgentCall] | None = None  # what the call means to each agent it names
 
 
 @dataclass(slots=True)
@@ -149,10 +151,10 @@ class CallsStage:
             return Outcome(event=event, duplicate=True)
         if not state.apply(event):
             emission = resend_all(state)
-            return Outcome(event=event, duplicate=True, emission=emission)
+            return Outcome(event=event, duplicate=True, emission=emission, agents=_agents(state))
         emission = plan_emission(state, self.short_abandon_ms)
         self.store.set(event.call_id, state.to_json())
-        return Outcome(event=event, emission=emission)
+        return Outcome(event=event, emission=emission, agents=_agents(state))
 
     def sweep(self, partition: int) -> Swept:
         """Forget finished calls past retention; evict silent ones (a tombstone stays for the
@@ -184,3 +186,8 @@ class CallsStage:
             state.to_tombstone()
             self.store.set(call_id, state.to_json())
         return swept
+
+
+def _agents(state: CallState) -> dict[str, AgentCall] | None:
+    """Only calls that reached an agent mean anything to one (most events are cheap this way)."""
+    return agent_calls(state) if state.offered or state.answered else None

@@ -283,7 +283,11 @@ class QueueStage:
         return dict(meta["w"]) if meta else {}
 
     def queues(self) -> list[str]:
-        return [key.split(SEP, 1)[1] for key, _ in self.store.items() if key.startswith("q" + SEP)]
+        """The queues with calls or agents (a roster: stream_app.domain.queue_agents) here."""
+        prefixes = ("q" + SEP, "r" + SEP)
+        return sorted(
+            {key.split(SEP, 1)[1] for key, _ in self.store.items() if key[:2] in prefixes}
+        )
 
     # -- retention -------------------------------------------------------------------------------
 

@@ -1,0 +1,193 @@
+"""The agents stage's processor: what an `agent-events` record, an `agent-updates` record (what
+calls mean to an agent, from the calls stage), a tick, an assignment and a revocation of an
+agents partition do. Its Faust agent (stream_app.agents) only loops over records; the processor
+is tested without a broker (tests/unit/test_agents_processor.py).
+
+Both inputs are keyed by agent_id and co-partitioned, each with its own input position in the
+stage's table (two `InputGuard`s), both saved by one checkpoint. A record changes the agent's
+facts only; the changed agents' projected timelines go to the queues stage (on `queue-updates`,
+one record per queue, stream_app.domain.queue_agents) before each checkpoint of the partition
+and whenever the input runs dry, so a burst of an agent's records crosses the hop once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State, own_headers
+from stream_app.checkpoint import Checkpoint
+from stream_app.domain.agents_stage import AgentsStage, agent_calls_entries
+from stream_app.domain.clock import wall_ms
+from stream_app.domain.hop import ENTRIES_PER_RECORD
+from stream_app.domain.queue_agents import QueueSpan
+from stream_app.domain.sweeps import SweepSchedule
+from stream_app.metrics import Metrics
+
+UPDATES_POSITION_KEY = "\x00position-agent-updates"  # the second input's position
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsTopics:
+    events: str
+    dead_letter: str
+    updates: str  # agent-updates: this stage's second input
+    queue_updates: str  # to the queues stage
+
+
+class BothPositions:
+    """The two input guards of the stage as one for its checkpoint: a change of either
+    partition's epoch drops the checkpoint, and both positions are saved."""
+
+    def __init__(self, *guards: Guard) -> None:
+        self.guards = guards
+
+    def epoch(self, partition: int) -> int:
+        return sum(guard.epoch(partition) for guard in self.guards)
+
+    def save(self, partition: int) -> None:
+        for guard in self.guards:
+            guard.save(partition)
+
+
+def agent_entries_record(queue: str, entries: list[tuple[str, list[QueueSpan]]]) -> bytes:
+    """A `queue-updates` record of agents' projections: {"q": queue, "g": [[agent, spans]]}."""
+    return orjson.dumps({"q": queue, "g": [[agent, spans] for agent, spans in entries]})
+
+
+class AgentsProcessor:
+    def __init__(
+        self,
+        agents: AgentsStage,
+        state: State,
+        outputs: Sender,
+        events_guard: Guard,
+        updates_guard: Guard,
+        metrics: Metrics,
+        topics: AgentsTopics,
+        *,
+        sweeps: SweepSchedule,
+        wall: Callable[[], int] = wall_ms,
+        flush_every: int = FLUSH_EVERY,
+    ) -> None:
+        self.agents = agents
+        self.state = state
+        self.outputs = outputs
+        self.events_guard = events_guard
+        self.updates_guard = updates_guard
+        self.metrics = metrics
+        self.topics = topics
+        self.sweeps = sweeps
+        self.wall = wall
+        self.changed: dict[int, set[str]] = {}  # per partition: agents whose facts changed
+        self.checkpoint = Checkpoint(
+            outputs,
+            state,
+            BothPositions(events_guard, updates_guard),
+            every=flush_every,
+            before=self.send_pending,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_record(self, event: Any, *, idle: Callable[[], bool]) -> None:
+        """One record of either input, or a tick (told apart by its topic)."""
+        message = event.message
+        partition = message.partition
+        if message.topic == self.topics.events:
+            if not await self.events_guard.process(message, self.apply_event):
+                return  # dropped unacked: it is delivered again
+        elif message.topic == self.topics.updates:
+            if not await self.updates_guard.process(message, self.apply_update):
+                return
+        else:
+            await self.events_guard.watch(partition)
+            await self.updates_guard.watch(partition)
+            self.agents.save_stream_time(partition)
+            await self.sweep(partition)
+            await self.checkpoint.hold(partition, event, now=True)
+            return
+        await self.sweep(partition)
+        if not await self.checkpoint.hold(partition, event) and idle():
+            await self.send_pending(partition)  # a write: only on a record of that partition
+
+    def assigned(self, partition: int) -> None:
+        self._forget(partition)
+
+    def revoked(self, partition: int) -> None:
+        self._forget(partition)
+        self.checkpoint.drop(partition)
+
+    def _forget(self, partition: int) -> None:
+        self.agents.forget_partition(partition)
+        self.state.drop(partition)
+        self.events_guard.forget(partition)
+        self.updates_guard.forget(partition)
+        self.changed.pop(partition, None)
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def apply_event(self, message: Any) -> None:
+        outcome = self.agents.process(message.key, message.value, self.wall(), message.partition)
+        if outcome.reject is not None:
+            self.metrics.rejected.labels(reason=outcome.reject).inc()
+            if outcome.late:
+                self.metrics.late.inc()
+            headers = [
+                *own_headers(message.headers),
+                ("reason", outcome.reject.encode()),
+                ("detail", outcome.detail.encode()[:1000]),
+            ]
+            await self.outputs.send(
+                self.topics.dead_letter, message.value, key=message.key, headers=headers
+            )
+            return
+        assert outcome.event is not None
+        if outcome.rekey is not None:
+            await self.outputs.send(
+                self.topics.events,
+                message.value,
+                key=outcome.rekey.encode(),
+                headers=own_headers(message.headers),
+            )
+            return
+        self.metrics.events.labels(type=outcome.event.type).inc()
+        if outcome.duplicate:
+            self.metrics.duplicates.inc()
+            # A crash may have lost the projections a kept state change called for: re-sent.
+        self.changed.setdefault(message.partition, set()).add(outcome.event.agent_id)
+
+    async def apply_update(self, message: Any) -> None:
+        data = orjson.loads(message.value)
+        agent_id: str = data["a"]
+        self.agents.apply_calls(
+            agent_id,
+            agent_calls_entries(data["u"]),
+            data.get("st"),
+            self.wall(),
+            message.partition,
+        )
+        # Sent even when nothing changed: a replayed record repairs a send a crash lost.
+        self.changed.setdefault(message.partition, set()).add(agent_id)
+
+    async def send_pending(self, partition: int) -> None:
+        """The changed agents' projections, one record per queue (and chunk of entries)."""
+        agents = self.changed.pop(partition, set())
+        by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
+        for agent_id in sorted(agents):
+            for queue, spans in self.agents.projections(agent_id, partition):
+                by_queue.setdefault(queue, []).append((agent_id, spans))
+        for queue, entries in by_queue.items():
+            for first in range(0, len(entries), ENTRIES_PER_RECORD):
+                value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
+                await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
+
+    async def sweep(self, partition: int) -> None:
+        st = self.agents.stream_time(partition)
+        if st is None or not self.sweeps.due(partition, st, self.wall()):
+            return
+        for agent_id in self.agents.sweep(partition):
+            self.changed.setdefault(partition, set()).add(agent_id)

@@ -1,0 +1,137 @@
+"""An agent's timeline as one queue sees it: what the agents stage sends the queues stage.
+
+The agents stage (keyed by agent) owns each agent's whole activity; the queues stage (keyed by
+queue) needs, per queue, only when each of its agents was in which state while serving it. So
+per queue the agent serves, the agents stage sends the agent's timeline projected on that queue
+(`project`: logged_out while the agent does not serve it), and the queues stage keeps the
+latest projection per (queue, agent), replacing it whole, as it replaces a call's contribution.
+Agent counts, occupancy and staffed time of a queue are sums over these projections.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stream_app.domain.agent_activity import QUEUE_STATES, AgentActivity, Span, StateTime
+from stream_app.domain.queues import SEP, Store
+
+# A projected span: (start, state, reason); it lasts until the next one's start.
+QueueSpan = tuple[int, str, str | None]
+
+
+def project(activity: AgentActivity, queue: str, since: int) -> list[QueueSpan]:
+    """The agent's timeline for `queue` from the span in force at `since` on (older spans are
+    not needed by any window the queues stage still shows or closes)."""
+    out: list[QueueSpan] = []
+    for span in activity.timeline():
+        serving = span.state != "logged_out" and queue in span.queues
+        step = (
+            (span.start, span.state, span.reason) if serving else (span.start, "logged_out", None)
+        )
+        if out and out[-1][1:] == step[1:]:
+            continue
+        if out and step[0] <= since:
+            out[-1] = step  # the span in force at `since` replaces every earlier one
+            continue
+        out.append(step)
+    if len(out) == 1 and out[0][1] == "logged_out":
+        return []  # never served the queue within the horizon
+    return out
+
+
+def served_queues(activity: AgentActivity) -> set[str]:
+    """Every queue the agent serves at some instant of its (pruned) timeline."""
+    return {queue for span in activity.timeline() for queue in span.queues}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAgent:
+    """One agent's projected timeline for one queue (read by the queues stage)."""
+
+    spans: tuple[QueueSpan, ...]
+
+    @classmethod
+    def from_json(cls, data: Iterable[Any]) -> QueueAgent:
+        return cls(tuple((int(s[0]), str(s[1]), s[2]) for s in data))
+
+    def at(self, ts: int) -> str:
+        """The agent's state for the queue at `ts` (logged_out when not serving it)."""
+        index = bisect.bisect_right(self.spans, (ts, "\uffff")) - 1
+        return self.spans[index][1] if index >= 0 else "logged_out"
+
+    def state_time(self, start: int, end: int, now: int) -> StateTime:
+        """Time per state within [start, min(end, now)); the last span lasts up to `now`."""
+        end = min(end, now)
+        total = StateTime()
+        for i, (begins, state, reason) in enumerate(self.spans):
+            stop = self.spans[i + 1][0] if i + 1 < len(self.spans) else end
+            if stop <= start:
+                continue
+            if begins >= end:
+                break
+            total.count(Span(begins, state, reason, ()), min(stop, end) - max(begins, start))
+        return total
+
+
+def agents_by_state(agents: Iterable[QueueAgent], now: int) -> dict[str, int]:
+    """`callcenter_agents{queue, state}`: the queue's agents per state at `now`, 0 included."""
+    counts = dict.fromkeys(QUEUE_STATES, 0)
+    for agent in agents:
+        state = agent.at(now)
+        if state in counts:
+            counts[state] += 1
+    return counts
+
+
+def state_time(agents: Iterable[QueueAgent], start: int, end: int, now: int) -> StateTime:
+    """The queue's agents' time per state within [start, min(end, now)): its `occupancy`
+    is the queue's, its `staffed_ms` over the window's length the mean agents staffed."""
+    total = StateTime()
+    for agent in agents:
+        total.add(agent.state_time(start, end, now))
+    return total
+
+
+# -- kept by the queues stage, in its table ------------------------------------------------------
+
+
+def agent_key(queue: str, agent_id: str) -> str:
+    return f"g{SEP}{queue}{SEP}{agent_id}"
+
+
+def roster_key(queue: str) -> str:
+    """The agents with a projection for the queue: read at scrapes, which cannot scan."""
+    return f"r{SEP}{queue}"
+
+
+def apply_agent(
+    store: Store, queue: str, agent_id: str, spans: list[QueueSpan], position: int
+) -> bool:
+    """Replace the agent's timeline for `queue` (idempotent per position). The roster is
+    brought in line first, whatever the position: a crash may have kept only the other write."""
+    roster: list[str] = store.get(roster_key(queue)) or []
+    if bool(spans) != (agent_id in roster):
+        roster = sorted({*roster, agent_id} if spans else set(roster) - {agent_id})
+        store.set(roster_key(queue), roster)
+    key = agent_key(queue, agent_id)
+    stored = store.get(key)
+    if stored is not None and stored[0] >= position:
+        return False
+    if spans:
+        store.set(key, [position, spans])
+    elif stored is not None:
+        store.delete(key)
+    return True
+
+
+def queue_agents(store: Store, queue: str) -> list[QueueAgent]:
+    """The queue's agents' projected timelines (point reads: also at scrapes)."""
+    out = []
+    for agent_id in store.get(roster_key(queue)) or []:
+        stored = store.get(agent_key(queue, agent_id))
+        if stored is not None:
+            out.append(QueueAgent.from_json(stored[1]))
+    return out
