@@ -65,6 +65,7 @@ def register(pipeline: Pipeline) -> None:
     )
     agent_events = app.topic(topic("agent-events"), **raw)
     agent_ticks = app.topic(topic("agent-ticks"), **raw)
+    agent_updates = app.topic(topic("agent-updates"), **raw)
     # Records to other topics and the tables' changelogs go through the worker's own producer,
     # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
     # use Faust's.
@@ -173,6 +174,18 @@ def register(pipeline: Pipeline) -> None:
         ),
     )
 
+    def agents_caught_up(partition: int) -> bool:
+        """Both inputs of an agents partition read to their ends (as the consumer knows)."""
+        guards = (
+            (agent_events, agents_processor.events_guard),
+            (agent_updates, agents_processor.updates_guard),
+        )
+        for source, guard in guards:
+            highwater = app.consumer.highwater(TP(source.get_topic_name(), partition))
+            if highwater is None or guard.next_offset(partition) < highwater:
+                return False
+        return True
+
     agents_processor = AgentsProcessor(
         AgentsStage(
             agents_store,
@@ -180,6 +193,8 @@ def register(pipeline: Pipeline) -> None:
             retention_ms=settings.retention_ms,
             # today's start at the latest, the interval still to close and its grace
             horizon_ms=longest_day_ms(settings.zone) + 2 * settings.interval_ms + settings.grace_ms,
+            interval_ms=settings.interval_ms,
+            grace_ms=settings.grace_ms,
         ),
         agents_store,
         outputs,
@@ -193,10 +208,14 @@ def register(pipeline: Pipeline) -> None:
             dead_letter=topic("agent-events-dlq"),
             updates=topic("agent-updates"),
             queue_updates=topic("queue-updates"),
+            status=topic("agent-status"),
+            metrics=topic("agent-metrics"),
         ),
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
         ),
+        worker_clock=clock,
+        caught_up=agents_caught_up,
     )
 
     @app.agent(events_in, concurrency=1)

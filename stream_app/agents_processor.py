@@ -6,8 +6,10 @@ is tested without a broker (tests/unit/test_agents_processor.py).
 Both inputs are keyed by agent_id and co-partitioned, each with its own input position in the
 stage's table (two `InputGuard`s), both saved by one checkpoint. A record changes the agent's
 facts only; the changed agents' projected timelines go to the queues stage (on `queue-updates`,
-one record per queue, stream_app.domain.queue_agents) before each checkpoint of the partition
-and whenever the input runs dry, so a burst of an agent's records crosses the hop once.
+one record per queue, stream_app.domain.queue_agents), and their status to `agent-status`,
+before each checkpoint of the partition and whenever the input runs dry, so a burst of an
+agent's records crosses the hop once. A tick publishes the partition's closed agent intervals
+(`agent-metrics`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import orjson
 from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State, own_headers
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentsStage, agent_calls_entries
-from stream_app.domain.clock import wall_ms
+from stream_app.domain.clock import EventClock, wall_ms
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.queue_agents import QueueSpan
 from stream_app.domain.sweeps import SweepSchedule
+from stream_app.domain.windows import interval_start
 from stream_app.metrics import Metrics
 
 UPDATES_POSITION_KEY = "\x00position-agent-updates"  # the second input's position
@@ -36,6 +39,8 @@ class AgentsTopics:
     dead_letter: str
     updates: str  # agent-updates: this stage's second input
     queue_updates: str  # to the queues stage
+    status: str  # agent-status
+    metrics: str  # agent-metrics
 
 
 class BothPositions:
@@ -72,8 +77,14 @@ class AgentsProcessor:
         sweeps: SweepSchedule,
         wall: Callable[[], int] = wall_ms,
         flush_every: int = FLUSH_EVERY,
+        worker_clock: EventClock | None = None,
+        caught_up: Callable[[int], bool] = lambda partition: True,
     ) -> None:
         self.agents = agents
+        self.worker_clock = worker_clock  # the worker's stream time (its calls partitions)
+        self.caught_up = caught_up  # whether a partition's inputs are read to their end
+        self.unclosed: set[int] = set()  # partitions whose facts changed since their last close
+        self.closed_upto: dict[int, int] = {}  # per partition: the last closable interval seen
         self.state = state
         self.outputs = outputs
         self.events_guard = events_guard
@@ -93,8 +104,10 @@ class AgentsProcessor:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def on_record(self, event: Any, *, idle: Callable[[], bool]) -> None:
-        """One record of either input, or a tick (told apart by its topic)."""
+    async def on_record(self, event: Any, *, idle: Callable[[], bool] = lambda: False) -> None:
+        """One record of either input, or a tick (told apart by its topic). What changed is
+        sent at the partition's next checkpoint, or at once when `idle` says the input buffer
+        is empty (then nothing more comes to combine with)."""
         message = event.message
         partition = message.partition
         if message.topic == self.topics.events:
@@ -108,11 +121,12 @@ class AgentsProcessor:
             await self.updates_guard.watch(partition)
             self.agents.save_stream_time(partition)
             await self.sweep(partition)
+            await self.close(partition)
             await self.checkpoint.hold(partition, event, now=True)
             return
         await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event) and idle():
-            await self.send_pending(partition)  # a write: only on a record of that partition
+            await self.send_pending(partition)  # writes: only on a record of that partition
 
     def assigned(self, partition: int) -> None:
         self._forget(partition)
@@ -122,6 +136,7 @@ class AgentsProcessor:
         self.checkpoint.drop(partition)
 
     def _forget(self, partition: int) -> None:
+        self.unclosed.add(partition)  # its dirty intervals are read afresh from the table
         self.agents.forget_partition(partition)
         self.state.drop(partition)
         self.events_guard.forget(partition)
@@ -159,6 +174,7 @@ class AgentsProcessor:
             self.metrics.duplicates.inc()
             # A crash may have lost the projections a kept state change called for: re-sent.
         self.changed.setdefault(message.partition, set()).add(outcome.event.agent_id)
+        self.unclosed.add(message.partition)
 
     async def apply_update(self, message: Any) -> None:
         data = orjson.loads(message.value)
@@ -172,18 +188,49 @@ class AgentsProcessor:
         )
         # Sent even when nothing changed: a replayed record repairs a send a crash lost.
         self.changed.setdefault(message.partition, set()).add(agent_id)
+        self.unclosed.add(message.partition)
 
     async def send_pending(self, partition: int) -> None:
-        """The changed agents' projections, one record per queue (and chunk of entries)."""
+        """The changed agents' projections, one record per queue (and chunk of entries), and
+        the status of each whose status changed."""
         agents = self.changed.pop(partition, set())
         by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
         for agent_id in sorted(agents):
-            for queue, spans in self.agents.projections(agent_id, partition):
+            projections, status = self.agents.projections(agent_id, partition, self.wall())
+            for queue, spans in projections:
                 by_queue.setdefault(queue, []).append((agent_id, spans))
+            if status is not None:
+                value = orjson.dumps(status)
+                await self.outputs.send(self.topics.status, value, key=agent_id.encode())
         for queue, entries in by_queue.items():
             for first in range(0, len(entries), ENTRIES_PER_RECORD):
                 value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
                 await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
+        self.agents.save(partition)
+
+    async def close(self, partition: int) -> None:
+        """From a tick: the partition's agent intervals closed by stream time, published. The
+        agents' scan runs only when facts changed or another interval became closable."""
+        now = self.closing_time(partition)
+        if now is None:
+            return
+        boundary = interval_start(now - self.agents.grace_ms - 1, self.agents.interval_ms)
+        if partition not in self.unclosed and self.closed_upto.get(partition) == boundary:
+            return
+        self.unclosed.discard(partition)
+        self.closed_upto[partition] = boundary
+        for key, record in self.agents.close_due(partition, now):
+            await self.outputs.send(self.topics.metrics, orjson.dumps(record), key=key.encode())
+
+    def closing_time(self, partition: int) -> int | None:
+        """The partition's stream time, or the worker's when that is later and the partition
+        has nothing left to read: an agent's partition hears only of its own calls, so in a
+        replay it would otherwise wait for its agent's next fact to close anything."""
+        own = self.agents.stream_time(partition)
+        worker = self.worker_clock.newest if self.worker_clock is not None else None
+        if worker is None or (own is not None and own >= worker) or not self.caught_up(partition):
+            return own
+        return worker
 
     async def sweep(self, partition: int) -> None:
         st = self.agents.stream_time(partition)

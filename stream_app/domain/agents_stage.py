@@ -8,23 +8,43 @@ each call's whole `AgentCall`, replaced as a call's contribution is). The agent'
 stage about, so a queue it no longer serves within the horizon gets an empty projection.
 
 Facts are applied record by record (cheap: a set insert or a replacement); the timeline is
-derived and projected only when the processor sends a changed agent's projections, once per
-checkpoint or idle input, not once per record.
+derived and projected only when the processor sends a changed agent's projections and status
+(`agent-status`), once per checkpoint or idle input, not once per record.
+
+`agent-metrics`: a fact marks the intervals it can change dirty (from its instant to the
+partition's stream time: a state lasts until the next fact); a dirty interval is published
+once the partition's stream time is past its end plus the grace, with revision + 1 when it was
+published before and its figures differ. The digest of what was published is kept per interval.
+
+Stored per agent, beside its facts: "s" the queues last told, "t" the status last sent,
+"d" dirty interval starts, "m" {interval start: [revision, digest]}.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from stream_app.domain.agent_activity import AgentActivity, AgentCall
+import orjson
+
+from stream_app.domain.agent_activity import (
+    AgentActivity,
+    AgentCall,
+    Window,
+    agent_interval_key,
+    agent_interval_record,
+)
 from stream_app.domain.agent_events import parse_agent_event
 from stream_app.domain.clock import EventClock
-from stream_app.domain.events import Rejected
+from stream_app.domain.events import Rejected, format_ts
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.model import AgentEvent
 from stream_app.domain.queue_agents import QueueSpan, project, served_queues
 from stream_app.domain.queues import Store
+from stream_app.domain.windows import interval_closed, interval_start
+
+EXTRAS = ("s", "t", "d", "m")  # the stage's own entries of an agent's value
 
 PARTITION_TIME_KEY = "\x00stream-time"
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
@@ -50,12 +70,22 @@ class AgentsStage:
         max_event_bytes: int,
         retention_ms: int,
         horizon_ms: int,
+        interval_ms: int,
+        grace_ms: int,
     ) -> None:
         self.store = store
         self.max_event_bytes = max_event_bytes
         self.retention_ms = retention_ms  # facts older than this (stream time) are forgotten
         self.horizon_ms = horizon_ms  # how far back the queues stage needs an agent's timeline
+        self.interval_ms = interval_ms
+        self.grace_ms = grace_ms
         self.clocks: dict[int, EventClock] = {}
+        # Per partition, every agent decoded since it was assigned, and those changed since the
+        # last `save`: an agent's value holds a day or two of facts, too big to decode and
+        # encode on every record.
+        self.loaded: dict[int, dict[str, tuple[AgentActivity, dict[str, Any]]]] = {}
+        self.unsaved: dict[int, set[str]] = {}
+        self.complete: set[int] = set()  # partitions whose every agent is loaded
 
     # -- the partition's clock -------------------------------------------------------------------
 
@@ -79,21 +109,51 @@ class AgentsStage:
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)
+        self.loaded.pop(partition, None)
+        self.unsaved.pop(partition, None)
+        self.complete.discard(partition)
 
     # -- facts -----------------------------------------------------------------------------------
 
-    def load(self, agent_id: str) -> AgentActivity:
-        stored = self.store.get(agent_id)
-        return AgentActivity(agent_id) if stored is None else AgentActivity.from_json(stored)
+    def load(self, agent_id: str, partition: int) -> tuple[AgentActivity, dict[str, Any]]:
+        """The agent's facts, and the stage's own entries of its value (EXTRAS): change them
+        in place, then `_save`."""
+        agents = self.loaded.setdefault(partition, {})
+        entry = agents.get(agent_id)
+        if entry is None:
+            entry = agents[agent_id] = _decode(agent_id, self.store.get(agent_id))
+        return entry
 
-    def _save(self, activity: AgentActivity, sent: list[str] | None = None) -> None:
-        data = activity.to_json()
-        if sent is None:
-            stored = self.store.get(activity.agent_id)
-            sent = stored.get("s", []) if stored is not None else []
-        if sent:
-            data["s"] = sent
-        self.store.set(activity.agent_id, data)
+    def _save(self, agent_id: str, partition: int) -> None:
+        self.unsaved.setdefault(partition, set()).add(agent_id)
+
+    def save(self, partition: int) -> None:
+        """The partition's changed agents to the table (before its checkpoint, on one of its
+        records)."""
+        for agent_id in sorted(self.unsaved.pop(partition, ())):
+            activity, extras = self.loaded[partition][agent_id]
+            data = activity.to_json()
+            data.update((key, value) for key, value in extras.items() if value)
+            self.store.set(agent_id, data)
+
+    def _all(self, partition: int) -> dict[str, tuple[AgentActivity, dict[str, Any]]]:
+        """Every agent of the partition (read whole from the table once after assignment)."""
+        agents = self.loaded.setdefault(partition, {})
+        if partition not in self.complete:
+            for agent_id, stored in self.store.items():
+                if not agent_id.startswith(RESERVED_PREFIX) and agent_id not in agents:
+                    agents[agent_id] = _decode(agent_id, stored)
+            self.complete.add(partition)
+        return agents
+
+    def _mark(self, extras: dict[str, Any], since: int, partition: int) -> None:
+        """The intervals from `since` to stream time may change: dirty (agent-metrics)."""
+        now = self.stream_time(partition)
+        last = interval_start(max(since, now if now is not None else since), self.interval_ms)
+        first = interval_start(max(since, last - self.retention_ms), self.interval_ms)
+        dirty = set(extras.get("d", ()))
+        dirty.update(range(first, last + 1, self.interval_ms))
+        extras["d"] = sorted(dirty)
 
     def process(
         self, key: bytes | None, raw: bytes | None, wall_ms: int, partition: int
@@ -111,10 +171,11 @@ class AgentsStage:
                 event=event, reject="late", late=True, detail="older than the agent's retention"
             )
         clock.observe(event.ts, wall_ms)
-        activity = self.load(event.agent_id)
+        activity, extras = self.load(event.agent_id, partition)
         if not activity.apply(event):
             return AgentOutcome(event=event, duplicate=True)
-        self._save(activity)
+        self._mark(extras, event.ts, partition)
+        self._save(event.agent_id, partition)
         return AgentOutcome(event=event)
 
     def apply_calls(
@@ -128,25 +189,31 @@ class AgentsStage:
         """One `agent-updates` record: calls' whole meaning to the agent. True if it changed."""
         if stream_time is not None:
             self.clock_of(partition).observe(stream_time, wall_ms)
-        activity = self.load(agent_id)
-        changed = False
+        activity, extras = self.load(agent_id, partition)
+        since: int | None = None
         for call_id, call in entries:
-            changed |= activity.set_call(call_id, call)
-        if changed:
-            self._save(activity)
-        return changed
+            old = activity.calls.get(call_id)
+            if activity.set_call(call_id, call):
+                stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
+                if stamps:
+                    since = min(stamps) if since is None else min(since, *stamps)
+        if since is None:
+            return False
+        self._mark(extras, since, partition)
+        self._save(agent_id, partition)
+        return True
 
     # -- to the queues stage ---------------------------------------------------------------------
 
-    def projections(self, agent_id: str, partition: int) -> list[tuple[str, list[QueueSpan]]]:
-        """Per queue the agent serves (or served when last told), its projected timeline;
-        empty for a queue it no longer serves within the horizon. Remembers what it told."""
-        stored = self.store.get(agent_id)
-        if stored is None:
-            return []
-        activity = AgentActivity.from_json(stored)
-        before = set(stored.get("s", []))
+    def projections(
+        self, agent_id: str, partition: int, wall_ms: int
+    ) -> tuple[list[tuple[str, list[QueueSpan]]], dict[str, Any] | None]:
+        """Per queue the agent serves (or served when last told), its projected timeline
+        (empty for a queue it no longer serves within the horizon); and its `agent-status`
+        record when its status changed since the last one sent. Remembers what it told."""
+        activity, extras = self.load(agent_id, partition)
         now = self.stream_time(partition)
+        before = set(extras.get("s", ()))
         since = (now if now is not None else 0) - self.horizon_ms
         out: list[tuple[str, list[QueueSpan]]] = []
         told: list[str] = []
@@ -155,29 +222,107 @@ class AgentsStage:
             out.append((queue, spans))
             if spans:
                 told.append(queue)
-        if sorted(before) != told:
-            self._save(activity, told)
+        status = None if now is None else agent_status(activity, now)
+        changed = sorted(before) != told
+        if status is not None and status != extras.get("t"):
+            extras["t"] = status
+            changed = True
+        else:
+            status = None
+        extras["s"] = told
+        if changed:
+            self._save(agent_id, partition)
+        if status is None:
+            return out, None
+        return out, {"agent_id": agent_id, **status, "as_of": format_ts(wall_ms)}
+
+    # -- agent-metrics ---------------------------------------------------------------------------
+
+    def close_due(self, partition: int, now: int) -> list[tuple[str, dict[str, object]]]:
+        """Every dirty interval of the partition's agents closed by stream time `now`, when it
+        has staffed time or was published before, and its figures differ from those published."""
+        out: list[tuple[str, dict[str, object]]] = []
+        for agent_id, (activity, extras) in self._all(partition).items():
+            dirty: list[int] = extras.get("d", [])
+            due = [
+                start
+                for start in dirty
+                if interval_closed(start, self.interval_ms, self.grace_ms, now)
+            ]
+            if not due:
+                continue
+            published: dict[str, list[Any]] = extras.setdefault("m", {})
+            for start in due:
+                end = start + self.interval_ms
+                last = published.get(str(start))
+                if last is None and activity.state_time(start, end, now).staffed_ms == 0:
+                    continue
+                record = agent_interval_record(activity, start, end, now, 0)
+                digest = hashlib.blake2b(orjson.dumps(record), digest_size=8).hexdigest()
+                if last is not None and last[1] == digest:
+                    continue
+                revision = 0 if last is None else last[0] + 1
+                record["revision"] = revision
+                published[str(start)] = [revision, digest]
+                out.append((agent_interval_key(agent_id, start), record))
+            extras["d"] = [start for start in dirty if start not in due]
+            self._save(agent_id, partition)
         return out
 
     # -- retention -------------------------------------------------------------------------------
 
     def sweep(self, partition: int) -> list[str]:
-        """Forget facts past the retention; the agents whose facts changed (to be re-sent)."""
+        """Forget facts and published digests past the retention; the agents whose facts
+        changed (to be re-sent)."""
         now = self.stream_time(partition)
         if now is None:
             return []
         before = now - self.retention_ms
         changed: list[str] = []
-        for agent_id, stored in list(self.store.items()):
-            if agent_id.startswith(RESERVED_PREFIX):
-                continue
-            activity = AgentActivity.from_json(stored)
+        for agent_id, (activity, extras) in self._all(partition).items():
             was = activity.to_json()
             activity.prune(before)
-            if activity.to_json() != was:
-                changed.append(agent_id)
-                self._save(activity, stored.get("s", []))
+            published = extras.get("m", {})
+            kept = {start: value for start, value in published.items() if int(start) >= before}
+            if activity.to_json() == was and len(kept) == len(published):
+                continue
+            extras["m"] = kept
+            changed.append(agent_id)
+            self._save(agent_id, partition)
         return changed
+
+
+def _decode(agent_id: str, stored: Any | None) -> tuple[AgentActivity, dict[str, Any]]:
+    if stored is None:
+        return AgentActivity(agent_id), {}
+    return AgentActivity.from_json(stored), {key: stored[key] for key in EXTRAS if key in stored}
+
+
+def agent_status(activity: AgentActivity, now: int) -> dict[str, Any]:
+    """The agent's `agent-status` fields at `now` (contract §7), but `agent_id` and `as_of`."""
+    span = activity.at(now)
+    return {
+        "state": span.state,
+        "since": format_ts(span.start),
+        "reason": span.reason,
+        "queues": list(span.queues),
+        "queue": _current_call_queue(activity, span.state, now),
+    }
+
+
+def _current_call_queue(activity: AgentActivity, state: str, now: int) -> str | None:
+    for call in activity.calls.values():
+        windows: list[Window | None] = []
+        if state == "on_call":
+            windows = [call.talk]
+        elif state == "ringing":
+            windows = list(call.rings)
+        elif state == "after_call_work":
+            windows = [call.wrap]
+        for window in windows:
+            if window and window[0] <= now and (window[1] is None or now < window[1]):
+                return call.queue
+    return None
 
 
 def agent_calls_entries(data: list[Any]) -> list[tuple[str, AgentCall | None]]:

@@ -22,7 +22,7 @@ from typing import Any
 from stream_app.domain.agent_activity import BUSY_STATES, window_span
 from stream_app.domain.events import format_ts
 from stream_app.domain.figures import RECORD_COUNTS, RECORD_DERIVED, Figures, record_figures
-from stream_app.domain.queue_agents import agents_by_state, queue_agents, state_time
+from stream_app.domain.queue_agents import agents_by_state, positions, queue_agents, state_time
 from stream_app.domain.queues import WINDOWS, QueueStage
 from stream_app.domain.sla import QueueSla, SlaConfig
 from stream_app.domain.staffing import agents_required, expected_wait_seconds
@@ -98,6 +98,7 @@ def probe(stage: QueueStage, queue: str, stream_now: int) -> tuple[Any, ...]:
         stage.figures(queue, "i", current).to_json(),
         stage.figures(queue, "i", current - size).to_json(),
         sorted(stage.waiting(queue).items()),
+        positions(stage.store, queue),  # an agent's new timeline for the queue
     )
 
 
@@ -121,13 +122,13 @@ class LiveReadings:
         return now
 
 
-def window_figures(f: Figures) -> dict[str, Any]:
+def window_figures(f: Figures, occupancy: float | None = None) -> dict[str, Any]:
     """A window's figures as in a `queue-metrics` record (contract §3), and the agent figure of
-    §6 that belongs to a window (null until agent activity is wired in)."""
+    §6 that belongs to a window."""
     return {
         **record_figures(f, RECORD_COUNTS),
         **record_figures(f, RECORD_DERIVED),
-        "occupancy": None,
+        "occupancy": occupancy,
     }
 
 
@@ -136,15 +137,18 @@ def targets_json(targets: QueueSla) -> dict[str, float | int]:
 
 
 def live_record(now: QueueNow, as_of_ms: int) -> dict[str, Any]:
-    """The `queue-live` value. Agent figures (§6) are null: nothing feeds them yet."""
+    """The `queue-live` value. Agent figures (§6) are null for a queue no agent served."""
     return {
         "queue": now.queue,
-        "windows": {window: window_figures(f) for window, f in now.windows.items()},
+        "windows": {
+            window: window_figures(f, now.occupancy.get(window))
+            for window, f in now.windows.items()
+        },
         "calls_waiting": now.calls_waiting,
         "oldest_waiting_seconds": now.oldest_waiting_seconds,
-        "agents": None,
-        "expected_wait_seconds": None,
-        "agents_required": None,
+        "agents": now.agents,
+        "expected_wait_seconds": now.expected_wait_seconds,
+        "agents_required": now.agents_required,
         "targets": targets_json(now.targets),
         "stream_time": format_ts(now.stream_time),
         "as_of": format_ts(as_of_ms),
@@ -160,6 +164,8 @@ def fingerprint(now: QueueNow) -> tuple[Any, ...]:
         now.calls_waiting,
         now.oldest_waiting_since,
         now.targets,
+        tuple(sorted((now.agents or {}).items())),
+        tuple(sorted(now.occupancy.items())),
     )
 
 

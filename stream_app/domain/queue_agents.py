@@ -109,9 +109,10 @@ def roster_key(queue: str) -> str:
 
 def apply_agent(
     store: Store, queue: str, agent_id: str, spans: list[QueueSpan], position: int
-) -> bool:
-    """Replace the agent's timeline for `queue` (idempotent per position). The roster is
-    brought in line first, whatever the position: a crash may have kept only the other write."""
+) -> int | None:
+    """Replace the agent's timeline for `queue` (idempotent per position); the earliest
+    instant whose state it changed, None if none. The roster is brought in line first,
+    whatever the position: a crash may have kept only the other write."""
     roster: list[str] = store.get(roster_key(queue)) or []
     if bool(spans) != (agent_id in roster):
         roster = sorted({*roster, agent_id} if spans else set(roster) - {agent_id})
@@ -119,12 +120,24 @@ def apply_agent(
     key = agent_key(queue, agent_id)
     stored = store.get(key)
     if stored is not None and stored[0] >= position:
-        return False
+        return None
+    old: list[Any] = stored[1] if stored is not None else []
     if spans:
         store.set(key, [position, spans])
     elif stored is not None:
         store.delete(key)
-    return True
+    return first_change(old, [list(span) for span in spans])
+
+
+def first_change(old: list[Any], new: list[Any]) -> int | None:
+    """The earliest start at which two timelines (as JSON) differ; None when they are equal."""
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            return min(int(a[0]), int(b[0]))
+    if len(old) == len(new):
+        return None
+    longer = old if len(old) > len(new) else new
+    return int(longer[min(len(old), len(new))][0])
 
 
 def queue_agents(store: Store, queue: str) -> list[QueueAgent]:
@@ -134,4 +147,24 @@ def queue_agents(store: Store, queue: str) -> list[QueueAgent]:
         stored = store.get(agent_key(queue, agent_id))
         if stored is not None:
             out.append(QueueAgent.from_json(stored[1]))
+    return out
+
+
+def interval_agent_figures(store: Store, queue: str, start: int, end: int) -> dict[str, Any]:
+    """The agent figures of a closed interval's `queue-metrics` record (contract §6): the
+    queue's occupancy and mean agents staffed (time-weighted); null for a queue no agent
+    served (no agent facts: unknown, not 0)."""
+    agents = queue_agents(store, queue)
+    if not agents:
+        return {"occupancy": None, "agents_staffed_avg": None}
+    time = state_time(agents, start, end, end)
+    return {"occupancy": time.occupancy, "agents_staffed_avg": time.staffed_ms / (end - start)}
+
+
+def positions(store: Store, queue: str) -> list[tuple[str, int]]:
+    """Per agent of the queue, the position of its timeline: changes whenever one does."""
+    out = []
+    for agent_id in store.get(roster_key(queue)) or []:
+        stored = store.get(agent_key(queue, agent_id))
+        out.append((agent_id, stored[0] if stored is not None else -1))
     return out

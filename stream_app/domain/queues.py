@@ -187,6 +187,19 @@ class QueueStage:
             )
         return applied
 
+    def mark_dirty(self, queue: str, since: int, stream_now: int | None) -> None:
+        """The intervals from `since` to stream time are to be published again: an agent's
+        timeline for the queue changed from `since` on (its occupancy, its staffed agents)."""
+        last = interval_start(max(since, stream_now or since), self.windows.interval_ms)
+        first = interval_start(
+            max(since, last - self.windows.retention_ms), self.windows.interval_ms
+        )
+        meta = self._meta(queue)
+        dirty = set(meta["d"]) | set(range(first, last + 1, self.windows.interval_ms))
+        if len(dirty) != len(meta["d"]):
+            meta["d"] = sorted(dirty)
+            self.store.set(meta_key(queue), meta)
+
     def _meta(self, queue: str) -> dict[str, Any]:
         meta: dict[str, Any] | None = self.store.get(meta_key(queue))
         return meta if meta is not None else {"o": -1, "w": {}, "d": []}
@@ -231,11 +244,16 @@ class QueueStage:
     def _record(
         self, queue: str, start: int, figures_json: Any, revision: int
     ) -> tuple[str, dict[str, object]]:
+        # Imported here: the agents' module builds on this one (its store and separator).
+        from stream_app.domain.queue_agents import interval_agent_figures
+
         end = start + self.windows.interval_ms
         figures = Figures.from_json(figures_json)
-        return interval_key(queue, start), interval_record(
-            queue, start, end, figures, self.sla.for_queue(queue), revision
-        )
+        record = interval_record(queue, start, end, figures, self.sla.for_queue(queue), revision)
+        revision_field = record.pop("revision")
+        record.update(interval_agent_figures(self.store, queue, start, end))
+        record["revision"] = revision_field
+        return interval_key(queue, start), record
 
     def published(self) -> list[tuple[str, dict[str, object]]]:
         """Every interval of this partition as last published: re-sent after a restart, since a

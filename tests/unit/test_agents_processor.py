@@ -30,13 +30,21 @@ TOPICS = AgentsTopics(
     dead_letter="agent-events-dlq",
     updates="agent-updates",
     queue_updates="queue-updates",
+    status="agent-status",
+    metrics="agent-metrics",
 )
-HOUR = 3_600_000
+MIN = 60_000
+HOUR = 60 * MIN
 
 
 def agents_processor(world: World, flush_every: int = 100) -> AgentsProcessor:
     stage = AgentsStage(
-        world.store, max_event_bytes=MAX_BYTES, retention_ms=RETENTION, horizon_ms=26 * HOUR
+        world.store,
+        max_event_bytes=MAX_BYTES,
+        retention_ms=RETENTION,
+        horizon_ms=26 * HOUR,
+        interval_ms=15 * MIN,
+        grace_ms=2 * MIN,
     )
     return AgentsProcessor(
         stage,
@@ -66,15 +74,13 @@ def agent_event(
 
 
 def run(proc: AgentsProcessor, world: World, records: list[tuple[str, bytes, bytes]]) -> None:
-    """(topic, key, value) records of partition 0, each topic numbered from offset 0; the input
-    runs dry after the last one."""
+    """(topic, key, value) records of partition 0, each topic numbered from offset 0."""
 
     async def go() -> None:
         offsets: dict[str, int] = {}
-        for n, (topic, key, value) in enumerate(records):
+        for topic, key, value in records:
             offset = offsets[topic] = offsets.get(topic, -1) + 1
-            event = Event(world, topic, 0, offset, key, value)
-            await proc.on_record(event, idle=lambda n=n: n == len(records) - 1)  # type: ignore[misc]
+            await proc.on_record(Event(world, topic, 0, offset, key, value))
 
     asyncio.run(go())
 
@@ -116,7 +122,7 @@ def chain(agent_records: list[tuple[bytes, bytes]], now: float = 600) -> dict[st
     agents = agents_processor(agents_world)
     records = [(TOPICS.events, k, v) for k, v in agent_records]
     records += [(TOPICS.updates, k, v) for k, v in sent(calls_world, "agent-updates")]
-    run(agents, agents_world, records)
+    run(agents, agents_world, [*records, ("agent-ticks", b"tick", b"")])  # sends what changed
 
     queues_world = World()
     queues = queues_test.processor(queues_world)
@@ -180,6 +186,7 @@ def test_rejected_rekeyed_and_duplicate_agent_events() -> None:
             (TOPICS.events, b"other", good[1]),
             (TOPICS.events, *good),
             (TOPICS.events, *good),
+            ("agent-ticks", b"tick", b""),  # a checkpoint: the state to the table
         ],
     )
     dead = [(k, h) for t, k, _, _, h in world.sent if t == TOPICS.dead_letter]
@@ -194,8 +201,13 @@ def test_a_checkpoint_sends_the_projections_then_flushes_then_acks() -> None:
     world = World()
     proc = agents_processor(world, flush_every=2)
     run(proc, world, [(TOPICS.events, *AGENT_EVENTS[0]), (TOPICS.events, *AGENT_EVENTS[1])])
-    assert world.log[:2] == ["send queue-updates", "send queue-updates"]  # sales, support
-    assert world.log[2:] == [
+    assert sorted(world.log[:4]) == [
+        "send agent-status",  # a1, a2
+        "send agent-status",
+        "send queue-updates",  # sales, support
+        "send queue-updates",
+    ]
+    assert world.log[4:] == [
         "flush outputs",
         "save position 0",
         "save position 0",
@@ -207,4 +219,93 @@ def test_a_checkpoint_sends_the_projections_then_flushes_then_acks() -> None:
     assert [(r["q"], [a for a, _ in r["g"]]) for r in records] == [
         ("sales", ["a1", "a2"]),
         ("support", ["a2"]),
+    ]
+
+
+def agents_after(extra: list[tuple[bytes, bytes]]) -> World:
+    """The scenario's agent events and calls, then `extra` agent events, then a tick."""
+    calls_world = World()
+    calls = calls_test.processor(calls_world, flush_every=1000)
+    calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
+    calls_test.feed(calls, calls_world, CALLS, idle=True)
+    world = World()
+    proc = agents_processor(world)
+    records = [(TOPICS.events, k, v) for k, v in AGENT_EVENTS]
+    records += [(TOPICS.updates, k, v) for k, v in sent(calls_world, "agent-updates")]
+    records += [(TOPICS.events, k, v) for k, v in extra]
+    run(proc, world, [*records, ("agent-ticks", b"tick", b"")])
+    return world
+
+
+def latest(world: World, topic: str) -> dict[str, Any]:
+    return {k.decode(): orjson.loads(v) for k, v in sent(world, topic)}
+
+
+def test_agent_status_on_every_change() -> None:
+    world = agents_after([agent_event("a2", "agent_ready", 1080)])
+    status = latest(world, TOPICS.status)
+    assert {
+        a: (s["state"], s["since"], s["reason"], s["queues"], s["queue"]) for a, s in status.items()
+    } == {
+        "a1": ("available", format_ts(at(420)), None, ["sales"], None),
+        "a2": ("available", format_ts(at(1080)), None, ["sales", "support"], None),
+        "a3": ("on_call", format_ts(at(540)), None, ["sales"], "sales"),
+    }
+    a2 = [orjson.loads(v) for k, v in sent(world, TOPICS.status) if k == b"a2"]
+    assert [s["state"] for s in a2] == ["available"]  # one send per agent per checkpoint
+
+
+def test_agent_metrics_of_a_closed_interval() -> None:
+    world = agents_after([agent_event("a2", "agent_ready", 1080)])  # stream time 18 min
+    records = latest(world, TOPICS.metrics)
+    start = format_ts(at(0))
+    assert set(records) == {f"a1|{start}", f"a2|{start}", f"a3|{start}"}
+    a1, a2, a3 = (records[f"{a}|{start}"] for a in ("a1", "a2", "a3"))
+    # a1: available 60 + 480, ringing 10, talking 290, after-call work 60; c1 handled 350 s.
+    assert (a1["available"], a1["ringing"], a1["on_call"], a1["after_call_work"]) == (
+        540.0,
+        10.0,
+        290.0,
+        60.0,
+    )
+    assert (a1["answered"], a1["handle_seconds_sum"], a1["aht_seconds"]) == (1, 350.0, 350.0)
+    assert a1["occupancy"] == 360 / 900
+    assert (a2["available"], a2["not_ready"], a2["not_ready_reasons"]) == (
+        300.0,
+        600.0,
+        {"break": 600.0},
+    )
+    assert a2["occupancy"] == 0.0
+    # a3: known through c2 only, talking from 540 s to the interval's end; logged out before.
+    assert (a3["on_call"], a3["available"], a3["occupancy"], a3["aht_seconds"]) == (
+        360.0,
+        0.0,
+        1.0,
+        None,
+    )
+    assert {r["revision"] for r in records.values()} == {0}
+
+
+def test_a_late_agent_event_revises_a_published_interval() -> None:
+    world = World()
+    proc = agents_processor(world)
+    first = [
+        agent_event("a1", "agent_logged_in", 0, queues=["sales"]),
+        agent_event("a1", "agent_ready", 1080),  # stream time 18 min: 10:00-10:15 closes
+    ]
+    run(proc, world, [*((TOPICS.events, k, v) for k, v in first), ("agent-ticks", b"t", b"")])
+    key = f"a1|{format_ts(at(0))}"
+    assert latest(world, TOPICS.metrics)[key]["available"] == 900.0
+    world.sent.clear()
+
+    async def late() -> None:
+        k, v = agent_event("a1", "agent_not_ready", 600, reason="lunch")
+        await proc.on_record(Event(world, TOPICS.events, 0, 2, k, v))
+        await proc.on_record(Event(world, "agent-ticks", 0, 1, b"t", b""))
+        await proc.on_record(Event(world, "agent-ticks", 0, 2, b"t", b""))
+
+    asyncio.run(late())
+    revised = [orjson.loads(v) for k, v in sent(world, TOPICS.metrics)]
+    assert [(r["revision"], r["available"], r["not_ready"]) for r in revised] == [
+        (1, 600.0, 300.0)  # once: an unchanged interval is not published again
     ]

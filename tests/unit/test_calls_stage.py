@@ -579,6 +579,8 @@ def test_a_morning_of_calls_end_to_end_gives_the_hand_computed_intervals() -> No
             "longest_wait_seconds": 60.0,
             "service_level": 0.5,
             "abandon_rate": 0.5,
+            "occupancy": None,  # this pipeline has no agents stage
+            "agents_staffed_avg": None,
             "revision": 0,
         },
         interval_key("support", T0): {
@@ -598,6 +600,8 @@ def test_a_morning_of_calls_end_to_end_gives_the_hand_computed_intervals() -> No
             "longest_wait_seconds": 81.0,
             "service_level": 0.5,
             "abandon_rate": 0.0,
+            "occupancy": None,  # this pipeline has no agents stage
+            "agents_staffed_avg": None,
             "revision": 0,
         },
     }
