@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from stream_app.domain.agent_activity import (
+    QUEUE_STATES,
     AgentActivity,
     AgentCall,
     Window,
@@ -255,9 +256,9 @@ class AgentsStage:
             for start in due:
                 end = start + self.interval_ms
                 last = published.get(str(start))
-                if last is None and activity.state_time(start, end, now).staffed_ms == 0:
-                    continue
                 record = agent_interval_record(activity, start, end, now, 0)
+                if last is None and not any(record[state] for state in QUEUE_STATES):
+                    continue  # no staffed time, never published
                 digest = hashlib.blake2b(orjson.dumps(record), digest_size=8).hexdigest()
                 if last is not None and last[1] == digest:
                     continue

@@ -11,9 +11,9 @@ Agent counts, occupancy and staffed time of a queue are sums over these projecti
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from stream_app.domain.agent_activity import QUEUE_STATES, AgentActivity, Span, StateTime
 from stream_app.domain.queues import SEP, Store
@@ -49,30 +49,36 @@ def served_queues(activity: AgentActivity) -> set[str]:
 
 @dataclass(frozen=True, slots=True)
 class QueueAgent:
-    """One agent's projected timeline for one queue (read by the queues stage)."""
+    """One agent's projected timeline for one queue (read by the queues stage). The spans are
+    kept as stored (JSON lists), not converted: scrapes and closing read many of them."""
 
-    spans: tuple[QueueSpan, ...]
+    spans: Sequence[Sequence[Any]]  # QueueSpan as lists
 
     @classmethod
-    def from_json(cls, data: Iterable[Any]) -> QueueAgent:
-        return cls(tuple((int(s[0]), str(s[1]), s[2]) for s in data))
+    def from_json(cls, data: Sequence[Sequence[Any]]) -> QueueAgent:
+        return cls(data)
+
+    def _index(self, ts: int) -> int:
+        """The index of the span in force at `ts` (-1 before the first)."""
+        return bisect.bisect_right(cast(Any, self.spans), [ts, "\uffff"]) - 1
 
     def at(self, ts: int) -> str:
         """The agent's state for the queue at `ts` (logged_out when not serving it)."""
-        index = bisect.bisect_right(self.spans, (ts, "\uffff")) - 1
-        return self.spans[index][1] if index >= 0 else "logged_out"
+        index = self._index(ts)
+        return str(self.spans[index][1]) if index >= 0 else "logged_out"
 
     def state_time(self, start: int, end: int, now: int) -> StateTime:
         """Time per state within [start, min(end, now)); the last span lasts up to `now`."""
         end = min(end, now)
         total = StateTime()
-        for i, (begins, state, reason) in enumerate(self.spans):
-            stop = self.spans[i + 1][0] if i + 1 < len(self.spans) else end
-            if stop <= start:
-                continue
+        spans = self.spans
+        for i in range(max(self._index(start), 0), len(spans)):
+            begins, state, reason = spans[i]
             if begins >= end:
                 break
-            total.count(Span(begins, state, reason, ()), min(stop, end) - max(begins, start))
+            stop = spans[i + 1][0] if i + 1 < len(spans) else end
+            if stop > start:
+                total.count(Span(begins, state, reason, ()), min(stop, end) - max(begins, start))
         return total
 
 
