@@ -114,7 +114,7 @@ def roster_key(queue: str) -> str:
 
 
 def apply_agent(
-    store: Store, queue: str, agent_id: str, spans: list[QueueSpan], position: int
+    store: Store, queue: str, agent_id: str, spans: Sequence[Sequence[Any]], position: int
 ) -> int | None:
     """Replace the agent's timeline for `queue` (idempotent per position); the earliest
     instant whose state it changed, None if none. The roster is brought in line first,
@@ -136,7 +136,11 @@ def apply_agent(
 
 
 def first_change(old: list[Any], new: list[Any]) -> int | None:
-    """The earliest start at which two timelines (as JSON) differ; None when they are equal."""
+    """The earliest start at which two timelines (as JSON) differ, from the later of their
+    horizons on (the agents stage moves the horizon on: not a change); None when equal."""
+    if old and new:
+        horizon = max(int(old[0][0]), int(new[0][0]))
+        old, new = _from(old, horizon), _from(new, horizon)
     for a, b in zip(old, new, strict=False):
         if a != b:
             return min(int(a[0]), int(b[0]))
@@ -144,6 +148,12 @@ def first_change(old: list[Any], new: list[Any]) -> int | None:
         return None
     longer = old if len(old) > len(new) else new
     return int(longer[min(len(old), len(new))][0])
+
+
+def _from(spans: list[Any], ts: int) -> list[Any]:
+    """The spans from the one in force at `ts` on, that one starting at `ts`."""
+    index = max(bisect.bisect_right(cast(Any, spans), [ts, "\uffff"]) - 1, 0)
+    return [[ts, *spans[index][1:]], *spans[index + 1 :]]
 
 
 def queue_agents(store: Store, queue: str) -> list[QueueAgent]:

@@ -233,10 +233,14 @@ class QueueStage:
             if value is None:
                 continue
             revision = value[2] + 1
-            out.append(self._record(queue, start, value[1], revision))
+            key, record = self._record(queue, start, value[1], revision)
+            agents = [record["occupancy"], record["agents_staffed_avg"]]
+            if value[2] >= 0 and value[4] == value[1] and value[5:6] == [agents]:
+                continue  # marked by an agent's change that left the interval's figures alone
+            out.append((key, record))
             # The figures as published ride along: a re-send after a restart repeats exactly
             # what went out under this revision, not newer figures still waiting to close.
-            self.store.set(bkey, [value[0], value[1], revision, value[3], value[1]])
+            self.store.set(bkey, [value[0], value[1], revision, value[3], value[1], agents])
         meta["d"] = still_dirty
         self.store.set(meta_key(queue), meta)
         return out

@@ -1,0 +1,123 @@
+"""An agent's timeline as one queue sees it (stream_app.domain.queue_agents): projection, the
+time per state it gives, and how the queues stage keeps it (replaced whole, once per position)."""
+
+from __future__ import annotations
+
+from stream_app.domain.agent_activity import AgentActivity
+from stream_app.domain.figures import interval_key
+from stream_app.domain.model import AgentEvent
+from stream_app.domain.queue_agents import (
+    QueueAgent,
+    agents_by_state,
+    apply_agent,
+    first_change,
+    project,
+    queue_agents,
+    roster_key,
+)
+from tests.unit.dict_store import DictStore
+from tests.unit.test_queues import T0, at, sales_stage
+
+S = 1000
+
+
+def agent(*events: tuple[str, int, tuple[str, ...] | None, str | None]) -> AgentActivity:
+    activity = AgentActivity("a1")
+    for n, (type_, ts, queues, reason) in enumerate(events):
+        activity.apply(AgentEvent(f"e{n}", "a1", type_, ts * S, queues, reason))
+    return activity
+
+
+DAY = agent(
+    ("agent_logged_in", 0, ("sales", "vip"), None),
+    ("agent_not_ready", 100, None, "break"),
+    ("agent_queues", 150, ("sales",), None),
+    ("agent_ready", 200, None, None),
+    ("agent_logged_out", 400, None, None),
+)
+
+
+def test_a_projection_is_the_agents_timeline_while_serving_the_queue() -> None:
+    assert project(DAY, "sales", since=-1) == [
+        (0, "available", None),
+        (100 * S, "not_ready", "break"),
+        (200 * S, "available", None),
+        (400 * S, "logged_out", None),
+    ]
+    # vip is dropped from the agent's list at 150 s: logged out for vip from then on
+    assert project(DAY, "vip", since=-1) == [
+        (0, "available", None),
+        (100 * S, "not_ready", "break"),
+        (150 * S, "logged_out", None),
+    ]
+    assert project(DAY, "support", since=-1) == []
+
+
+def test_spans_before_the_horizon_collapse_into_the_one_in_force_there() -> None:
+    assert project(DAY, "sales", since=250 * S) == [
+        (200 * S, "available", None),
+        (400 * S, "logged_out", None),
+    ]
+    assert project(DAY, "vip", since=300 * S) == []  # only logged out within the horizon
+
+
+def test_time_per_state_counts_open_spans_up_to_now_and_clips_to_the_window() -> None:
+    timeline = QueueAgent.from_json([list(span) for span in project(DAY, "sales", since=-1)])
+    time = timeline.state_time(50 * S, 300 * S, now=250 * S)
+    assert (time.ms["available"], time.ms["not_ready"]) == (100 * S, 100 * S)
+    assert time.not_ready_reasons == {"break": 100 * S}
+    assert time.occupancy == 0.0
+    assert timeline.state_time(500 * S, 600 * S, now=550 * S).staffed_ms == 0
+    assert [timeline.at(t * S) for t in (0, 99, 100, 399, 400)] == [
+        "available",
+        "available",
+        "not_ready",
+        "available",
+        "logged_out",
+    ]
+    assert agents_by_state([timeline, timeline], 120 * S)["not_ready"] == 2
+
+
+def test_the_queues_stage_replaces_a_timeline_whole_once_per_position() -> None:
+    store = DictStore()
+    first = [[0, "available", None]]
+    second = [[0, "available", None], [60 * S, "on_call", None]]
+    assert apply_agent(store, "sales", "a1", first, position=10) == 0
+    assert apply_agent(store, "sales", "a1", second, position=12) == 60 * S
+    assert apply_agent(store, "sales", "a1", first, position=11) is None  # older: skipped
+    assert [agent.spans for agent in queue_agents(store, "sales")] == [second]
+    assert apply_agent(store, "sales", "a1", [], position=13) == 0  # no longer serves it
+    assert queue_agents(store, "sales") == []
+    assert store.get(roster_key("sales")) == []
+
+
+def test_first_change() -> None:
+    a = [[0, "available", None], [10, "on_call", None]]
+    assert first_change(a, a) is None
+    assert first_change(a, [*a, [20, "available", None]]) == 20
+    assert first_change(a, [[0, "available", None], [5, "ringing", None]]) == 5
+    assert first_change(a, []) == 0
+    # the horizon moved on: the span in force there is cut, which changes nothing
+    assert first_change(a, [[5, "available", None], [10, "on_call", None]]) is None
+    assert first_change(a, [[10, "on_call", None], [30, "available", None]]) == 30
+
+
+def test_an_agents_late_change_revises_a_published_interval_only_if_its_figures_change() -> None:
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30
+    late = at(60 * 60)
+    first = dict(stage.close_due("sales", late))
+    key = interval_key("sales", T0)
+    assert (first[key]["occupancy"], first[key]["agents_staffed_avg"]) == (None, None)
+    # An agent available from 10:00, busy 10:05-10:10, reaches the queues stage late.
+    spans = [[T0, "available", None], [at(300), "on_call", None], [at(600), "available", None]]
+    since = apply_agent(stage.store, "sales", "a1", spans, position=1 << 40)
+    assert since == T0
+    stage.mark_dirty("sales", since, late)
+    revised = dict(stage.close_due("sales", late))
+    assert revised[key]["occupancy"] == 300 / 900
+    assert revised[key]["agents_staffed_avg"] == 1.0
+    assert revised[key]["revision"] == 1
+    # The same timeline again (the agents stage re-sends): nothing to publish.
+    assert apply_agent(stage.store, "sales", "a1", spans, position=(1 << 40) + 1) is None
+    stage.mark_dirty("sales", T0, late)  # even if marked
+    assert stage.close_due("sales", late) == []
