@@ -12,6 +12,7 @@ event to its effect on /metrics. Prints a Markdown table row for bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default=str(DATASET))
     parser.add_argument(
-        "--profile", action="store_true", help="record a py-spy flame graph of the worker"
+        "--profile", action="store_true", help="record py-spy collapsed stacks of the worker"
     )
     parser.add_argument("--days", type=int, default=None, help="only the first N days of the month")
     args = parser.parse_args()
@@ -116,8 +117,12 @@ def main() -> int:
             [
                 str(ROOT / ".venv/bin/py-spy"),
                 "record",
+                "-f",
+                "raw",
+                "-r",
+                "50",
                 "-o",
-                str(tmp / "profile.svg"),
+                str(tmp / "profile.txt"),
                 "-p",
                 str(worker.proc.pid),
             ],
@@ -128,15 +133,19 @@ def main() -> int:
     time.sleep(5)
     lag = live_lag(worker)
     if spy is not None:
-        spy.terminate()
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not SIGTERM
         spy.wait()
     worker.stop()
     print(
         f"| {time.strftime('%Y-%m-%d')} | real month{f', {args.days} days' if args.days else ''}, {total} events | {drained.calls_rate:,.0f} events/s "
         f"| {drained.end_to_end_rate:,.0f} events/s | {drained.peak_rss_kib / 1024:,.0f} MiB | {lag * 1000:,.0f} ms |"
     )
+    print(
+        f"worker CPU {drained.cpu_seconds:,.1f} s over {total / drained.end_to_end_rate:,.1f} s "
+        "of drain (both stages)"
+    )
     if args.profile:
-        print(f"profile: {tmp / 'profile.svg'}")
+        print(f"profile (py-spy raw collapsed stacks): {tmp / 'profile.txt'}")
     print(f"worker log: {worker.log_path}")
     return 0
 

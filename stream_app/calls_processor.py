@@ -213,7 +213,7 @@ class CallsProcessor:
             )
             return
         assert outcome.event is not None
-        self.metrics.events.labels(type=outcome.event.type).inc()
+        self.metrics.count_event(outcome.event.type)
         if outcome.duplicate:
             self.metrics.duplicates.inc()
         if outcome.emission is not None:

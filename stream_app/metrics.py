@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +28,14 @@ class Metrics:
     evicted: Counter
     answer_speed: Histogram
     stream_time: Gauge
+    # `events` per type, looked up once: `labels()` per event costs more than the count.
+    events_by_type: dict[str, Counter] = field(default_factory=dict)
+
+    def count_event(self, event_type: str) -> None:
+        child = self.events_by_type.get(event_type)
+        if child is None:
+            child = self.events_by_type[event_type] = self.events.labels(type=event_type)
+        child.inc()
 
     @classmethod
     def create(cls, thresholds: list[float]) -> Metrics:
@@ -76,7 +86,7 @@ class Metrics:
         )
         # Every fixed label value exists from the start: a rate over a reason never seen is 0, not absent.
         for event_type in EVENT_TYPES:
-            metrics.events.labels(type=event_type)
+            metrics.events_by_type[event_type] = metrics.events.labels(type=event_type)
         for reason in sorted(REJECT_REASONS):
             metrics.rejected.labels(reason=reason)
         return metrics
@@ -117,3 +127,44 @@ class FaustRelay(Collector):
                     name + suffix, labels, value, sample.timestamp, sample.exemplar
                 )
             yield converted
+
+
+class LabelsOnce:
+    """A labelled metric of Faust's sensor whose children are looked up once per label values.
+
+    Faust's sensor calls `labels(...)` on several metrics for every record in and out; the
+    lookup (label values turned to strings, a lock) costs more than the count itself. Removing
+    labels (Faust does on a rebalance) forgets what was looked up."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[Any, Any] = {}
+
+    def labels(self, *values: Any, **named: Any) -> Any:
+        key = values or tuple(named.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(*values, **named)
+        return child
+
+    def remove(self, *values: Any) -> None:
+        self._children.clear()
+        self._metric.remove(*values)
+
+    def clear(self) -> None:
+        self._children.clear()
+        self._metric.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def look_up_labels_once(metrics: Any) -> Any:
+    """Faust's `FaustMetrics` (a named tuple) with every labelled metric in `LabelsOnce`."""
+    return metrics._replace(
+        **{
+            name: LabelsOnce(metric)
+            for name, metric in metrics._asdict().items()
+            if isinstance(metric, MetricWrapperBase) and metric._labelnames
+        }
+    )

@@ -32,8 +32,17 @@ class TableStore:
     def __init__(self, table: TableT[Any, Any]) -> None:
         self.table = table
 
-    def get(self, key: str) -> Any | None:
-        raw = self.table.get(key.encode())
+    def get(self, key: str, partition: int | None = None) -> Any | None:
+        """`partition`: the current record's, inside an agent (None: a scrape, where Faust
+        finds the partition holding the key)."""
+        if partition is None:
+            raw = self.table.get(key.encode())
+        else:
+            # The key can only be in the record's partition: one read of its database, not
+            # Faust's table path (an `in` check of every partition's database for a missing
+            # key, its key index and sensors) on every event.
+            store: Any = self.table.data
+            raw = store._db_for_partition(partition).get(key.encode())
         return None if raw is None else orjson.loads(raw)
 
     def set(self, key: str, value: Any) -> None:
@@ -337,7 +346,7 @@ class BufferedStore:
             raw = buffer.get(key)
             if raw is not None:
                 return None if raw == _DELETED else orjson.loads(raw)
-        return self.backing.get(key)
+        return self.backing.get(key, partition)
 
     def _buffer(self) -> dict[str, bytes]:
         partition = self._partition()

@@ -80,6 +80,9 @@ class CallsStage:
         self.retention_ms = retention_ms
         self.call_ttl_ms = call_ttl_ms
         self.clocks: dict[int, EventClock] = {}
+        # Per partition, once a sweep scanned it: each call's (newest ts, finished), kept up to
+        # date by every write, so later sweeps judge the calls without reading the table.
+        self.ages: dict[int, dict[str, tuple[int, bool]]] = {}
 
     def clock_of(self, partition: int) -> EventClock:
         """The partition's event clock (restored from the table after a restart)."""
@@ -104,6 +107,14 @@ class CallsStage:
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)
+        self.ages.pop(partition, None)
+
+    def _write(self, partition: int, call_id: str, state: CallState) -> None:
+        stored = state.to_json()
+        self.store.set(call_id, stored)
+        ages = self.ages.get(partition)
+        if ages is not None:
+            ages[call_id] = stored_age(stored)
 
     def short_abandon_ms(self, queue: str | None) -> int:
         return self.sla.for_queue(queue).short_abandon_ms
@@ -141,7 +152,7 @@ class CallsStage:
         state = CallState.from_json(stored) if stored is not None else CallState.new(event.call_id)
         if state.tombstoned:
             if state.apply(event):  # a new event for a call already gone: too late to count
-                self.store.set(event.call_id, state.to_json())  # so a retry of it is a duplicate
+                self._write(partition, event.call_id, state)  # so a retry of it is a duplicate
                 return Outcome(
                     event=event,
                     reject="late",
@@ -153,7 +164,7 @@ class CallsStage:
             emission = resend_all(state)
             return Outcome(event=event, duplicate=True, emission=emission, agents=_agents(state))
         emission = plan_emission(state, self.short_abandon_ms)
-        self.store.set(event.call_id, state.to_json())
+        self._write(partition, event.call_id, state)
         return Outcome(event=event, emission=emission, agents=_agents(state))
 
     def sweep(self, partition: int) -> Swept:
@@ -163,12 +174,14 @@ class CallsStage:
         stream_now = self.stream_time(partition)
         if stream_now is None:
             return swept
-        for call_id, stored in list(self.store.items()):
-            if call_id.startswith(RESERVED_PREFIX):
-                continue
-            # Most calls are kept as they are: judged from their stored form, decoded only when
-            # they change (a sweep reads the whole partition).
-            last_ts, finished = stored_age(stored)
+        ages = self.ages.get(partition)
+        if ages is None:  # the first sweep since assigned: the table's word, read once
+            ages = self.ages[partition] = {
+                call_id: stored_age(stored)
+                for call_id, stored in self.store.items()
+                if not call_id.startswith(RESERVED_PREFIX)
+            }
+        for call_id, (last_ts, finished) in list(ages.items()):
             age = stream_now - last_ts
             if finished:
                 # A tombstone, or a finished call kept whole for the retention of the window
@@ -176,15 +189,20 @@ class CallsStage:
                 # figures (contract §5).
                 if age > self.retention_ms:
                     self.store.delete(call_id)
+                    del ages[call_id]
                     swept.deleted += 1
                 continue
             if age <= self.call_ttl_ms:
+                continue
+            stored = self.store.get(call_id)
+            if stored is None:  # gone from the table meanwhile: nothing left to evict
+                del ages[call_id]
                 continue
             state = CallState.from_json(stored)
             swept.emissions.append((call_id, evict(state)))
             swept.evicted += 1
             state.to_tombstone()
-            self.store.set(call_id, state.to_json())
+            self._write(partition, call_id, state)
         return swept
 
 

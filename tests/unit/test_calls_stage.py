@@ -666,3 +666,35 @@ def test_any_arrival_order_with_duplicates_gives_the_same_final_figures(
     assert pipe.buckets() == buckets
     assert {q: pipe.queues.waiting(q) for q in ("sales", "support")} == waiting
     assert pipe.queues.figures("sales", "i", T0) == SALES_10_00
+
+
+def test_sweeps_after_the_first_judge_each_call_by_its_latest_write() -> None:
+    """The first sweep reads the partition's calls from the table, later ones from what each
+    write left: a call extended after that sweep lives on from its newest event."""
+    stage = make()
+    ticker = Partition(stage)
+    for call in ("long", "short"):
+        process(stage, record("call_started", at(0), call=call))
+        process(stage, record("call_ended", at(10), call=call))
+    assert stage.sweep(0).deleted == 0  # the table read once here
+    process(stage, record("wrapup_ended", at(10) + RETENTION // 2, call="long"))
+    process(stage, record("call_started", at(20), call="silent"))
+    ticker.advance_to(at(10) + RETENTION + 1)
+    swept = stage.sweep(0)
+    assert (swept.deleted, swept.evicted) == (1, 1)
+    assert store_of(stage).get("short") is None and not tombstoned(stage, "long")
+    assert tombstoned(stage, "silent")
+    ticker.advance_to(at(10) + RETENTION // 2 + RETENTION + 1)
+    assert stage.sweep(0).deleted == 2  # "long" past its newest event's retention, the tombstone
+    assert store_of(stage).get("long") is None and store_of(stage).get("silent") is None
+
+
+def test_a_restarted_stage_sweeps_the_calls_its_table_holds() -> None:
+    store = DictStore()
+    stage = make(store)
+    process(stage, record("call_started", at(0), call="silent"))
+    stage.save_stream_time(0)
+    assert stage.sweep(0).evicted == 0
+    restarted = make(store)
+    Partition(restarted).advance_to(at(0) + TTL + 1)
+    assert restarted.sweep(0).evicted == 1 and tombstoned(restarted, "silent")

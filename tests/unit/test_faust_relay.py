@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
-from stream_app.metrics import FaustRelay
+from stream_app.metrics import FaustRelay, LabelsOnce, look_up_labels_once
 
 
 def test_faust_latencies_are_relayed_in_seconds_under_seconds_names() -> None:
@@ -36,3 +36,35 @@ def test_faust_latencies_are_relayed_in_seconds_under_seconds_names() -> None:
     assert {s.name: s.value for s in commit}["faust_consumer_commit_latency_seconds_sum"] == 0.3
     # Counters and gauges pass unchanged.
     assert "faust_topic_partition_end_offset" in families
+
+
+def test_labels_looked_up_once_count_the_same_and_forget_removed_series() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    faust = look_up_labels_once(FaustMetrics.create(registry, "faust"))
+    received = faust.messages_received_per_topics_partition
+    assert isinstance(received, LabelsOnce)
+    for _ in range(3):
+        received.labels(topic="t", partition=1).inc()
+    received.labels(topic="t", partition=2).inc()
+    assert (
+        registry.get_sample_value(
+            "faust_messages_received_per_topics_partition", {"topic": "t", "partition": "1"}
+        )
+        == 3
+    )
+    # Faust clears a partition's series on a rebalance: counting again starts a new one.
+    faust.clear_topic_related_metrics()
+    received.labels(topic="t", partition=1).inc()
+    assert (
+        registry.get_sample_value(
+            "faust_messages_received_per_topics_partition", {"topic": "t", "partition": "1"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "faust_messages_received_per_topics_partition", {"topic": "t", "partition": "2"}
+        )
+        is None
+    )
+    assert not isinstance(faust.messages_received, LabelsOnce)  # no labels: left as it is
