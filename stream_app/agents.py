@@ -165,6 +165,7 @@ def register(pipeline: Pipeline) -> None:
             registry=topic("queue-registry"),
             update_partitions=pipeline.partitions[topic("queue-updates")],
             agent_updates=topic("agent-updates"),
+            agent_partitions=pipeline.partitions[topic("agent-updates")],
         ),
         highwater=lambda partition: app.consumer.highwater(
             TP(call_events.get_topic_name(), partition)

@@ -184,16 +184,17 @@ class AgentsProcessor:
 
     async def apply_update(self, message: Any) -> None:
         data = orjson.loads(message.value)
-        agent_id: str = data["a"]
-        self.agents.apply_calls(
-            agent_id,
-            agent_calls_entries(data["u"]),
-            data.get("st"),
-            self.wall(),
-            message.partition,
-        )
-        # Sent even when nothing changed: a replayed record repairs a send a crash lost.
-        self.changed.setdefault(message.partition, set()).add(agent_id)
+        changed = self.changed.setdefault(message.partition, set())
+        for agent_id, entries in data["g"]:
+            self.agents.apply_calls(
+                agent_id,
+                agent_calls_entries(entries),
+                data.get("st"),
+                self.wall(),
+                message.partition,
+            )
+            # Sent even when nothing changed: a replayed record repairs a send a crash lost.
+            changed.add(agent_id)
         self.unclosed.add(message.partition)
 
     async def send_pending(self, partition: int) -> None:

@@ -12,11 +12,13 @@ contributions it vouches for) and its retention.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentPending, agent_update_record
@@ -93,6 +95,13 @@ class CallsTopics:
     registry: str
     update_partitions: int  # every one of them hears each calls partition's clock
     agent_updates: str | None = None  # what calls mean to agents, to the agents stage
+    agent_partitions: int = 1  # of agent-updates (and agent-events: co-partitioned)
+
+
+def agent_partition(agent_id: str, partitions: int) -> int:
+    """The partition a record keyed by `agent_id` goes to (Kafka's default partitioner): the
+    agents stage's partition of that agent, as its `agent-events` are partitioned."""
+    return int(murmur2(agent_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class CallsProcessor:
@@ -143,8 +152,12 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
-            for held in {*self.pending.partitions(), *self.agent_pending.by_partition}:
-                await self.send_pending(held)
+            for held in self.pending.partitions():
+                await self.send_contributions(held)
+            # What calls mean to agents waits for the checkpoint in a replay: the agents stage
+            # sends nothing on before its own, and a record per idle moment costs it dearly.
+            for held in [p for p in self.agent_pending.by_partition if self.calls.clock_of(p).live]:
+                await self.send_agent_updates(held)
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
@@ -229,16 +242,29 @@ class CallsProcessor:
             )
 
     async def send_pending(self, partition: int) -> None:
+        """What the partition holds back: before its checkpoint (it must be durable first)."""
+        await self.send_contributions(partition)
+        await self.send_agent_updates(partition)
+
+    async def send_contributions(self, partition: int) -> None:
         """The partition's pending contributions, one record per queue: before its checkpoint
-        (they must be durable first) and whenever the stage's input buffer runs dry."""
+        and whenever the stage's input buffer runs dry."""
         st, seen_at, behind = self.clock_of(partition)
         for queue, entries in self.pending.take(partition):
             value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
             await self.outputs.send(self.topics.updates, value, key=queue.encode())
-        if self.topics.agent_updates is not None:
-            for agent_id, calls in self.agent_pending.take(partition):
-                value = orjson.dumps(agent_update_record(agent_id, calls, st))
-                await self.outputs.send(self.topics.agent_updates, value, key=agent_id.encode())
+
+    async def send_agent_updates(self, partition: int) -> None:
+        """What the partition's changed calls mean to their agents, one record per agents
+        partition: before its checkpoint, and when the input runs dry on a live feed."""
+        if self.topics.agent_updates is None:
+            self.agent_pending.drop(partition)
+            return
+        st = self.calls.clock_of(partition).newest
+        target = functools.partial(agent_partition, partitions=self.topics.agent_partitions)
+        for to, agents in self.agent_pending.take(partition, target):
+            value = orjson.dumps(agent_update_record(agents, st))
+            await self.outputs.send(self.topics.agent_updates, value, partition=to)
 
     async def sweep(self, partition: int) -> None:
         """Retention of the partition when due, from its ticks and its records: in a fast

@@ -293,6 +293,13 @@ class AgentActivity:
 
     # -- retention --------------------------------------------------------------------------
 
+    def all_since(self, before_ts: int) -> bool:
+        """Whether every fact is at or after `before_ts` (then `prune` keeps all: a cheap test
+        before the sweep's costly one)."""
+        if self.events and self.events[0][0] < before_ts:
+            return False
+        return all(any(ts >= before_ts for ts in call.stamps()) for call in self.calls.values())
+
     def prune(self, before_ts: int) -> None:
         """Forget facts older than `before_ts`, keeping the timeline from `before_ts` on (and
         every count and sum of windows starting there) exactly as it was.
@@ -331,15 +338,15 @@ class AgentActivity:
 
     # -- storage ----------------------------------------------------------------------------
 
-    def to_json(self) -> dict[str, object]:
-        """A JSON-able form: the events as lists, the calls by id."""
+    def to_json(self, *, calls: bool = True) -> dict[str, object]:
+        """A JSON-able form: the events as lists, the calls by id (unless not `calls`)."""
         data: dict[str, object] = {"a": self.agent_id}
         if self.events:
             data["e"] = [
                 [ts, rank, eid, list(queues) if queues is not None else None, reason]
                 for ts, rank, eid, queues, reason in self.events
             ]
-        if self.calls:
+        if calls and self.calls:
             data["c"] = {call_id: call.to_json() for call_id, call in sorted(self.calls.items())}
         return data
 

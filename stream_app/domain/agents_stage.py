@@ -16,13 +16,16 @@ partition's stream time: a state lasts until the next fact); a dirty interval is
 once the partition's stream time is past its end plus the grace, with revision + 1 when it was
 published before and its figures differ. The digest of what was published is kept per interval.
 
-Stored per agent, beside its facts: "s" the queues last told, "t" the status last sent,
-"d" dirty interval starts, "m" {interval start: [revision, digest]}.
+Stored per agent (key agent_id), beside its agent events: "s" the queues last told, "t" the
+status last sent, "d" dirty interval starts, "m" {interval start: [revision, digest]}; what each
+call means to it under its own key (agent_id SEP call_id), so a checkpoint writes the calls
+that changed, not the agent's two days of calls.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +52,7 @@ EXTRAS = ("s", "t", "d", "m")  # the stage's own entries of an agent's value
 
 PARTITION_TIME_KEY = "\x00stream-time"
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
+SEP = "\x1f"  # between an agent's id and a call's in the key of what the call means to it
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class AgentsStage:
         # last `save`: an agent's value holds a day or two of facts, too big to decode and
         # encode on every record.
         self.loaded: dict[int, dict[str, tuple[AgentActivity, dict[str, Any]]]] = {}
-        self.unsaved: dict[int, set[str]] = {}
+        self.unsaved: dict[int, dict[str, set[str]]] = {}  # agents and their changed calls
         self.complete: set[int] = set()  # partitions whose every agent is loaded
 
     # -- the partition's clock -------------------------------------------------------------------
@@ -118,32 +122,49 @@ class AgentsStage:
 
     def load(self, agent_id: str, partition: int) -> tuple[AgentActivity, dict[str, Any]]:
         """The agent's facts, and the stage's own entries of its value (EXTRAS): change them
-        in place, then `_save`."""
-        agents = self.loaded.setdefault(partition, {})
+        in place, then `_save` (with the ids of the calls changed)."""
+        agents = self._all(partition)
         entry = agents.get(agent_id)
         if entry is None:
-            entry = agents[agent_id] = _decode(agent_id, self.store.get(agent_id))
+            entry = agents[agent_id] = (AgentActivity(agent_id), {})
         return entry
 
-    def _save(self, agent_id: str, partition: int) -> None:
-        self.unsaved.setdefault(partition, set()).add(agent_id)
+    def _save(self, agent_id: str, partition: int, calls: Iterable[str] = ()) -> None:
+        self.unsaved.setdefault(partition, {}).setdefault(agent_id, set()).update(calls)
 
     def save(self, partition: int) -> None:
         """The partition's changed agents to the table (before its checkpoint, on one of its
-        records)."""
-        for agent_id in sorted(self.unsaved.pop(partition, ())):
+        records): the agent's value, and its changed calls only, each under its own key (an
+        agent's calls of two days are far bigger than what changes between checkpoints)."""
+        for agent_id, calls in sorted(self.unsaved.pop(partition, {}).items()):
             activity, extras = self.loaded[partition][agent_id]
-            data = activity.to_json()
+            data = activity.to_json(calls=False)
             data.update((key, value) for key, value in extras.items() if value)
             self.store.set(agent_id, data)
+            for call_id in sorted(calls):
+                call = activity.calls.get(call_id)
+                if call is None:
+                    self.store.delete(call_key(agent_id, call_id))
+                else:
+                    self.store.set(call_key(agent_id, call_id), call.to_json())
 
     def _all(self, partition: int) -> dict[str, tuple[AgentActivity, dict[str, Any]]]:
         """Every agent of the partition (read whole from the table once after assignment)."""
         agents = self.loaded.setdefault(partition, {})
         if partition not in self.complete:
-            for agent_id, stored in self.store.items():
-                if not agent_id.startswith(RESERVED_PREFIX) and agent_id not in agents:
-                    agents[agent_id] = _decode(agent_id, stored)
+            values: dict[str, Any] = {}
+            calls: dict[str, dict[str, Any]] = {}
+            for key, stored in self.store.items():
+                if key.startswith(RESERVED_PREFIX):
+                    continue
+                agent_id, sep, call_id = key.partition(SEP)
+                if sep:
+                    calls.setdefault(agent_id, {})[call_id] = stored
+                else:
+                    values[agent_id] = stored
+            for agent_id in values.keys() | calls.keys():
+                if agent_id not in agents:
+                    agents[agent_id] = _decode(agent_id, values.get(agent_id), calls.get(agent_id))
             self.complete.add(partition)
         return agents
 
@@ -192,16 +213,18 @@ class AgentsStage:
             self.clock_of(partition).observe(stream_time, wall_ms)
         activity, extras = self.load(agent_id, partition)
         since: int | None = None
+        changed: list[str] = []
         for call_id, call in entries:
             old = activity.calls.get(call_id)
             if activity.set_call(call_id, call):
+                changed.append(call_id)
                 stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
                 if stamps:
                     since = min(stamps) if since is None else min(since, *stamps)
         if since is None:
             return False
         self._mark(extras, since, partition)
-        self._save(agent_id, partition)
+        self._save(agent_id, partition, changed)
         return True
 
     # -- to the queues stage ---------------------------------------------------------------------
@@ -281,22 +304,30 @@ class AgentsStage:
         before = now - self.retention_ms
         changed: list[str] = []
         for agent_id, (activity, extras) in self._all(partition).items():
-            was = activity.to_json()
-            activity.prune(before)
+            facts = (len(activity.events), len(activity.calls))
+            calls = set(activity.calls)
+            if not activity.all_since(before):
+                activity.prune(before)  # only ever forgets facts: the counts tell a change
             published = extras.get("m", {})
             kept = {start: value for start, value in published.items() if int(start) >= before}
-            if activity.to_json() == was and len(kept) == len(published):
+            if (len(activity.events), len(activity.calls)) == facts and len(kept) == len(published):
                 continue
             extras["m"] = kept
             changed.append(agent_id)
-            self._save(agent_id, partition)
+            self._save(agent_id, partition, calls - activity.calls.keys())
         return changed
 
 
-def _decode(agent_id: str, stored: Any | None) -> tuple[AgentActivity, dict[str, Any]]:
-    if stored is None:
-        return AgentActivity(agent_id), {}
-    return AgentActivity.from_json(stored), {key: stored[key] for key in EXTRAS if key in stored}
+def call_key(agent_id: str, call_id: str) -> str:
+    """The table key of what one call means to one agent (agent ids have no controls)."""
+    return f"{agent_id}{SEP}{call_id}"
+
+
+def _decode(
+    agent_id: str, stored: Any | None, calls: dict[str, Any] | None
+) -> tuple[AgentActivity, dict[str, Any]]:
+    data = {"a": agent_id, **(stored or {}), "c": calls or {}}
+    return AgentActivity.from_json(data), {key: data[key] for key in EXTRAS if key in data}
 
 
 def agent_status(activity: AgentActivity, now: int) -> dict[str, Any]:
@@ -345,13 +376,29 @@ class AgentPending:
         for agent_id, call in agents.items():
             pending.setdefault(agent_id, {})[call_id] = call
 
-    def take(self, partition: int) -> list[tuple[str, list[tuple[str, AgentCall]]]]:
-        """The partition's pending entries per agent, in chunks of ENTRIES_PER_RECORD."""
+    def take(
+        self, partition: int, target: Callable[[str], int]
+    ) -> list[tuple[int, list[tuple[str, list[tuple[str, AgentCall]]]]]]:
+        """The partition's pending entries grouped per agents partition (`target` of an agent),
+        in chunks of at most ENTRIES_PER_RECORD calls: one record carries many agents, since
+        each record costs the agents stage far more to read than its entries to apply."""
+        grouped: dict[int, list[tuple[str, list[tuple[str, AgentCall]]]]] = {}
+        for agent_id, calls in sorted(self.by_partition.pop(partition, {}).items()):
+            grouped.setdefault(target(agent_id), []).append((agent_id, list(calls.items())))
         out = []
-        for agent_id, calls in self.by_partition.pop(partition, {}).items():
-            entries = list(calls.items())
-            for first in range(0, len(entries), ENTRIES_PER_RECORD):
-                out.append((agent_id, entries[first : first + ENTRIES_PER_RECORD]))
+        for to, agents in sorted(grouped.items()):
+            chunk: list[tuple[str, list[tuple[str, AgentCall]]]] = []
+            size = 0
+            for agent_id, entries in agents:
+                for first in range(0, len(entries), ENTRIES_PER_RECORD):
+                    part = entries[first : first + ENTRIES_PER_RECORD]
+                    if chunk and size + len(part) > ENTRIES_PER_RECORD:
+                        out.append((to, chunk))
+                        chunk, size = [], 0
+                    chunk.append((agent_id, part))
+                    size += len(part)
+            if chunk:
+                out.append((to, chunk))
         return out
 
     def drop(self, partition: int) -> None:
@@ -359,6 +406,13 @@ class AgentPending:
 
 
 def agent_update_record(
-    agent_id: str, entries: list[tuple[str, AgentCall]], stream_time: int | None
+    agents: list[tuple[str, list[tuple[str, AgentCall]]]], stream_time: int | None
 ) -> dict[str, Any]:
-    return {"a": agent_id, "u": [[c, call.to_json()] for c, call in entries], "st": stream_time}
+    """An `agent-updates` record: {"g": [[agent_id, [[call_id, AgentCall JSON or null]]]],
+    "st": the calls partition's stream time}; every agent of it in one agents partition."""
+    return {
+        "g": [
+            [agent_id, [[c, call.to_json()] for c, call in entries]] for agent_id, entries in agents
+        ],
+        "st": stream_time,
+    }

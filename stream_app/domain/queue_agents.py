@@ -166,11 +166,10 @@ def queue_agents(store: Store, queue: str) -> list[QueueAgent]:
     return out
 
 
-def interval_agent_figures(store: Store, queue: str, start: int, end: int) -> dict[str, Any]:
-    """The agent figures of a closed interval's `queue-metrics` record (contract §6): the
-    queue's occupancy and mean agents staffed (time-weighted); null for a queue no agent
-    served (no agent facts: unknown, not 0)."""
-    agents = queue_agents(store, queue)
+def interval_agent_figures(agents: list[QueueAgent], start: int, end: int) -> dict[str, Any]:
+    """The agent figures of a closed interval's `queue-metrics` record (contract §6) from the
+    queue's agents (`queue_agents`): the queue's occupancy and mean agents staffed
+    (time-weighted); null for a queue no agent served (no agent facts: unknown, not 0)."""
     if not agents:
         return {"occupancy": None, "agents_staffed_avg": None}
     time = state_time(agents, start, end, end)

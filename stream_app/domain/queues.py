@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from stream_app.domain.figures import Figures, contribution_facts, interval_key, interval_record
@@ -39,6 +39,9 @@ from stream_app.domain.windows import (
     minutes_in,
     rolling_minutes,
 )
+
+if TYPE_CHECKING:
+    from stream_app.domain.queue_agents import QueueAgent
 
 SEP = "\x1f"
 ROLLING_WINDOWS_MS: dict[str, int] = {"15m": 15 * MINUTE_MS, "1h": 60 * MINUTE_MS}
@@ -220,8 +223,12 @@ class QueueStage:
         meta = self.store.get(meta_key(queue))
         if not meta or not meta["d"]:
             return []
+        # Imported here: the agents' module builds on this one (its store and separator).
+        from stream_app.domain.queue_agents import queue_agents
+
         out: list[tuple[str, dict[str, object]]] = []
         still_dirty: list[int] = []
+        agents_of_queue = None
         for start in meta["d"]:
             if not interval_closed(
                 start, self.windows.interval_ms, self.windows.grace_ms, stream_now
@@ -233,7 +240,9 @@ class QueueStage:
             if value is None:
                 continue
             revision = value[2] + 1
-            key, record = self._record(queue, start, value[1], revision)
+            if agents_of_queue is None:
+                agents_of_queue = queue_agents(self.store, queue)  # once, not per interval
+            key, record = self._record(queue, start, value[1], revision, agents_of_queue)
             agents = [record["occupancy"], record["agents_staffed_avg"]]
             if value[2] >= 0 and value[4] == value[1] and value[5:6] == [agents]:
                 continue  # marked by an agent's change that left the interval's figures alone
@@ -246,16 +255,23 @@ class QueueStage:
         return out
 
     def _record(
-        self, queue: str, start: int, figures_json: Any, revision: int
+        self,
+        queue: str,
+        start: int,
+        figures_json: Any,
+        revision: int,
+        agents: list[QueueAgent] | None = None,
     ) -> tuple[str, dict[str, object]]:
-        # Imported here: the agents' module builds on this one (its store and separator).
-        from stream_app.domain.queue_agents import interval_agent_figures
+        """The interval's `queue-metrics` record; `agents`: the queue's, when read already."""
+        from stream_app.domain.queue_agents import interval_agent_figures, queue_agents
 
         end = start + self.windows.interval_ms
         figures = Figures.from_json(figures_json)
         record = interval_record(queue, start, end, figures, self.sla.for_queue(queue), revision)
         revision_field = record.pop("revision")
-        record.update(interval_agent_figures(self.store, queue, start, end))
+        if agents is None:
+            agents = queue_agents(self.store, queue)
+        record.update(interval_agent_figures(agents, start, end))
         record["revision"] = revision_field
         return interval_key(queue, start), record
 

@@ -434,6 +434,26 @@ def test_pruning_keeps_the_present(facts: list[AgentEvent | Event], cut: int, le
     assert (state.answered(*window[:2]), state.handled(*window[:2])) == counts
 
 
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(-10, 210))
+def test_pruning_forgets_nothing_when_every_fact_is_since_the_cut(
+    facts: list[AgentEvent | Event], cut: int
+) -> None:
+    """`all_since` lets the sweep skip `prune`: true only when pruning keeps every fact; and
+    pruning only ever forgets facts (the sweep tells a change by their counts)."""
+    state = activity(*facts)
+    before = T0 + cut * S
+    was = state.to_json()
+    counts = len(state.events), len(state.calls)
+    skip = state.all_since(before)
+    state.prune(before)
+    if skip:
+        assert state.to_json() == was
+    after = len(state.events), len(state.calls)
+    assert after[0] <= counts[0] and after[1] <= counts[1]
+    assert (after == counts) == (state.to_json() == was)
+
+
 def test_pruning_forgets_what_is_past() -> None:
     state = activity(
         agent_event("agent_logged_in", 0, ["sales"]),

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream_app.agents_processor import AgentsProcessor, AgentsTopics
-from stream_app.calls_processor import CallsProcessor
-from stream_app.domain.agents_stage import AgentsStage
+from stream_app.calls_processor import CallsProcessor, agent_partition
+from stream_app.domain.agent_activity import AgentCall
+from stream_app.domain.agents_stage import AgentPending, AgentsStage
 from stream_app.domain.events import format_ts
+from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.live import QueueNow, queue_now
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule
@@ -22,6 +26,7 @@ from stream_app.metrics import Metrics
 from stream_app.queues_processor import QueuesProcessor
 from tests.unit import test_calls_processor as calls_test
 from tests.unit import test_queues_processor as queues_test
+from tests.unit.dict_store import DictStore
 from tests.unit.test_calls_processor import Event, Guard, State, World
 from tests.unit.test_calls_stage import MAX_BYTES, RETENTION, WALL, at, record
 
@@ -116,6 +121,7 @@ def chain(agent_records: list[tuple[bytes, bytes]], now: float = 600) -> dict[st
     calls = calls_test.processor(calls_world, flush_every=1000)
     calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
     calls_test.feed(calls, calls_world, CALLS, idle=True)
+    calls_test.tick(calls, calls_world)  # in a replay, agent-updates wait for the checkpoint
     assert isinstance(calls, CallsProcessor)
 
     agents_world = World()
@@ -228,6 +234,7 @@ def agents_after(extra: list[tuple[bytes, bytes]]) -> World:
     calls = calls_test.processor(calls_world, flush_every=1000)
     calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
     calls_test.feed(calls, calls_world, CALLS, idle=True)
+    calls_test.tick(calls, calls_world)  # in a replay, agent-updates wait for the checkpoint
     world = World()
     proc = agents_processor(world)
     records = [(TOPICS.events, k, v) for k, v in AGENT_EVENTS]
@@ -309,3 +316,83 @@ def test_a_late_agent_event_revises_a_published_interval() -> None:
     assert [(r["revision"], r["available"], r["not_ready"]) for r in revised] == [
         (1, 600.0, 300.0)  # once: an unchanged interval is not published again
     ]
+
+
+def test_agent_updates_go_one_record_per_agents_partition() -> None:
+    """Each record carries only agents of the partition their agent_id key would choose (the
+    producer's own partitioner, as agent-events are partitioned), at most ENTRIES_PER_RECORD
+    calls per record."""
+    partitioner = DefaultPartitioner()
+    agents = [f"agent-{n}" for n in range(40)]
+    pending = AgentPending()
+    call = AgentCall("sales", talk=(1, 2))
+    for agent in agents:
+        pending.add(0, "c1", {agent: call})
+    big = {f"c{n}": call for n in range(ENTRIES_PER_RECORD + 5)}
+    for call_id, one in big.items():
+        pending.add(0, call_id, {"agent-0": one})
+    taken = pending.take(0, functools.partial(agent_partition, partitions=4))
+    seen: dict[str, int] = {}
+    for to, chunk in taken:
+        assert sum(len(entries) for _, entries in chunk) <= ENTRIES_PER_RECORD
+        for agent, entries in chunk:
+            assert to == partitioner(agent.encode(), [0, 1, 2, 3], [0, 1, 2, 3])
+            seen[agent] = seen.get(agent, 0) + len(entries)
+    assert seen == {agent: len(big) if agent == "agent-0" else 1 for agent in agents}
+    assert len({to for to, _ in taken}) == 4
+    assert pending.take(0, lambda agent: 0) == []
+
+
+def test_agent_updates_wait_for_the_checkpoint_in_a_replay_not_on_a_live_feed() -> None:
+    """An idle input sends the queues' contributions at once; what calls mean to agents too
+    on a live feed only (in a replay the agents stage would hold it until its checkpoint)."""
+    for wall, at_once in ((WALL, False), (at(541), True)):
+        world = World()
+        calls = calls_test.processor(world, flush_every=1000)
+        calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
+        calls.wall = lambda wall=wall: wall  # type: ignore[misc]
+        calls_test.feed(calls, world, CALLS, idle=True)
+        assert sent(world, calls_test.TOPICS.updates)
+        assert bool(sent(world, "agent-updates")) == at_once
+        calls_test.tick(calls, world)
+        updates = [orjson.loads(v) for _, v in sent(world, "agent-updates")]
+        assert {agent for record in updates for agent, _ in record["g"]} == {"a1", "a3"}
+
+
+def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_back() -> None:
+    """Each call's meaning to an agent has its own key: a save writes the agent's value and
+    the calls that changed; a stage started afresh on the table has the same facts; a call
+    forgotten by the sweep is deleted from the table."""
+    store = DictStore()
+
+    def stage() -> AgentsStage:
+        return AgentsStage(
+            store,
+            max_event_bytes=MAX_BYTES,
+            retention_ms=RETENTION,
+            horizon_ms=26 * HOUR,
+            interval_ms=15 * MIN,
+            grace_ms=2 * MIN,
+        )
+
+    first = stage()
+    calls = {f"c{n}": AgentCall("sales", talk=(at(60 * n), at(60 * n + 30))) for n in range(5)}
+    first.apply_calls("a1", list(calls.items()), at(300), WALL, 0)
+    first.save(0)
+    assert {key for key in store.data if key.startswith("a1\x1f")} == {
+        f"a1\x1f{call}" for call in calls
+    }
+    writes = store.writes
+    first.apply_calls("a1", [("c4", AgentCall("sales", talk=(at(240), at(290))))], None, WALL, 0)
+    first.save(0)
+    assert store.writes - writes == 2  # the agent's value and c4
+    again = stage()
+    activity, _ = again.load("a1", 0)
+    assert activity.calls == first.load("a1", 0)[0].calls
+    assert activity.calls["c4"].talk == (at(240), at(290))
+    # Two days on, every call is past the retention: forgotten, and deleted from the table.
+    again.apply_calls("a1", [("c9", AgentCall("sales", talk=(at(2 * 86400), None)))], None, WALL, 0)
+    again.clock_of(0).observe(at(2 * 86400 + 3600), WALL)
+    assert again.sweep(0) == ["a1"]
+    again.save(0)
+    assert {key for key in store.data if key.startswith("a1\x1f")} == {"a1\x1fc9"}
