@@ -173,6 +173,8 @@ class AgentActivity:
     event_ids: set[str] = field(default_factory=set)
     _spans: list[Span] | None = None
     _starts: list[int] = field(default_factory=list)
+    _stale_from: int | None = None  # the cached spans hold before this instant only
+    _counts: tuple[list[int], list[int], list[int]] | None = None  # see `_counted`
 
     # -- input ------------------------------------------------------------------------------
 
@@ -185,20 +187,34 @@ class AgentActivity:
         self.event_ids.add(event.event_id)
         stored = (event.ts, AGENT_TYPE_RANK[event.type], event.event_id, event.queues, event.reason)
         bisect.insort(self.events, stored)
-        self._spans = None
+        self._stale(event.ts)
         return True
 
     def set_call(self, call_id: str, call: AgentCall | None) -> bool:
         """Replace what a call means to the agent (None or empty: it names the agent no more);
         False when nothing changed."""
+        old = self.calls.get(call_id)
         if call is None or call.is_empty():
             changed = self.calls.pop(call_id, None) is not None
+            call = None
         else:
-            changed = self.calls.get(call_id) != call
+            changed = old != call
             self.calls[call_id] = call
         if changed:
-            self._spans = None
+            self._counts = None
+            stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
+            if stamps:
+                self._stale(min(stamps))
+            else:
+                self._spans = None
         return changed
+
+    def _stale(self, ts: int) -> None:
+        """A fact at `ts` changed: the timeline before `ts` stays as it was. A call's or an
+        agent event's instants start its own activities and cut after-call work begun
+        earlier, never anything before them."""
+        if self._spans is not None:
+            self._stale_from = ts if self._stale_from is None else min(self._stale_from, ts)
 
     # -- the timeline -----------------------------------------------------------------------
 
@@ -206,8 +222,27 @@ class AgentActivity:
         """The spans in time order, consecutive ones different; logged_out before the first."""
         if self._spans is None:
             self._spans = _merge_timeline(self._set_states(), self._overlays())
-            self._starts = [span.start for span in self._spans]
+        elif self._stale_from is not None:
+            self._spans = self._rederive(self._spans, self._stale_from)
+        else:
+            return self._spans
+        self._stale_from = None
+        self._starts = [span.start for span in self._spans]
         return self._spans
+
+    def _rederive(self, spans: list[Span], since: int) -> list[Span]:
+        """The timeline from `since` on derived again, the spans before it kept: a replay
+        changes an agent's latest calls many times, and its two days of calls are costly to
+        sweep each time. The state at `since` depends only on the activities in force then."""
+        overlays = [o for o in self._overlays() if o[1] is None or o[1] > since]
+        tail = _merge_timeline(self._set_states(), overlays)
+        index = bisect.bisect_right([span.start for span in tail], since) - 1
+        at_since = Span(since, *tail[index][1:]) if index >= 0 else Span(since, *_OUT)
+        out = spans[: bisect.bisect_left(self._starts, since)]
+        for span in [at_since, *tail[index + 1 :]]:
+            if out[-1][1:] != span[1:] if out else span[1:] != _OUT:
+                out.append(span)
+        return out
 
     def at(self, ts: int) -> Span:
         """The span in force at `ts`."""
@@ -239,14 +274,26 @@ class AgentActivity:
 
     def answered(self, start: int, end: int) -> int:
         """Calls the agent answered with the answer in [start, end)."""
-        return sum(1 for call in self.calls.values() if call.talk and start <= call.talk[0] < end)
+        answers = self._counted()[0]
+        return bisect.bisect_left(answers, end) - bisect.bisect_left(answers, start)
 
     def handled(self, start: int, end: int) -> tuple[int, int]:
         """(calls, handle ms summed) of the agent's calls whose wrap-up ended in [start, end)."""
-        spans = [
-            c.handled[1] for c in self.calls.values() if c.handled and start <= c.handled[0] < end
-        ]
-        return len(spans), sum(spans)
+        _, ends, sums = self._counted()
+        first, last = bisect.bisect_left(ends, start), bisect.bisect_left(ends, end)
+        return last - first, sums[last] - sums[first]
+
+    def _counted(self) -> tuple[list[int], list[int], list[int]]:
+        """Answer instants, wrap-up ends and running handle-ms sums, sorted (kept until the
+        calls change): closing reads them per interval, for every interval of two days."""
+        if self._counts is None:
+            answers = sorted(call.talk[0] for call in self.calls.values() if call.talk)
+            handled = sorted(call.handled for call in self.calls.values() if call.handled)
+            sums = [0]
+            for _, ms in handled:
+                sums.append(sums[-1] + ms)
+            self._counts = (answers, [ts for ts, _ in handled], sums)
+        return self._counts
 
     def _set_states(self) -> list[Span]:
         """The state the agent set, per instant their events change it (the last event of an
@@ -335,6 +382,7 @@ class AgentActivity:
         self.events = sorted(anchors) + [event for event in self.events if event[0] >= cut]
         self.event_ids = {event[2] for event in self.events}
         self._spans = None
+        self._counts = None
 
     # -- storage ----------------------------------------------------------------------------
 

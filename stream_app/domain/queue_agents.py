@@ -132,6 +132,7 @@ def apply_agent(
         store.set(key, [position, spans])
     elif stored is not None:
         store.delete(key)
+    store.set(version_key(queue), position)
     return first_change(old, [list(span) for span in spans])
 
 
@@ -176,10 +177,11 @@ def interval_agent_figures(agents: list[QueueAgent], start: int, end: int) -> di
     return {"occupancy": time.occupancy, "agents_staffed_avg": time.staffed_ms / (end - start)}
 
 
-def positions(store: Store, queue: str) -> list[tuple[str, int]]:
-    """Per agent of the queue, the position of its timeline: changes whenever one does."""
-    out = []
-    for agent_id in store.get(roster_key(queue)) or []:
-        stored = store.get(agent_key(queue, agent_id))
-        out.append((agent_id, stored[0] if stored is not None else -1))
-    return out
+def positions(store: Store, queue: str) -> tuple[list[str], int | None]:
+    """The queue's agents and the position of the last timeline of theirs applied: changes
+    whenever one of them does (one read, not one per agent: the live feed asks often)."""
+    return store.get(roster_key(queue)) or [], store.get(version_key(queue))
+
+
+def version_key(queue: str) -> str:
+    return f"v{SEP}{queue}"

@@ -5,6 +5,7 @@ present), per-queue figures and windows across DST."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from random import Random
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -432,6 +433,32 @@ def test_pruning_keeps_the_present(facts: list[AgentEvent | Event], cut: int, le
     ] == expected
     assert state.state_time(*window) == expected_time
     assert (state.answered(*window[:2]), state.handled(*window[:2])) == counts
+
+
+@settings(max_examples=500, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_a_timeline_derived_again_from_a_change_equals_one_derived_whole(
+    facts: list[AgentEvent | Event], rng: Random
+) -> None:
+    """After a change the timeline is derived again from the change's earliest instant only,
+    the spans before it kept: read after every fact, in any order, it is the timeline derived
+    whole from the same facts."""
+    rng.shuffle(facts)
+    state = AgentActivity("a1")
+    calls: dict[str, CallState] = {}
+    for fact in facts:
+        if isinstance(fact, AgentEvent):
+            state.apply(fact._replace(agent_id="a1"))
+        else:
+            call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
+            call.apply(fact)
+            state.set_call(fact.call_id, agent_calls(call).get("a1"))
+        state.timeline()
+        whole = AgentActivity.from_json(state.to_json())
+        assert state.timeline() == whole.timeline()
+        assert [state.at(t) for t in range(T0 - S, T0 + 210 * S, 5 * S)] == [
+            whole.at(t) for t in range(T0 - S, T0 + 210 * S, 5 * S)
+        ]
 
 
 @settings(max_examples=300, deadline=None)
