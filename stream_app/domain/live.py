@@ -22,7 +22,7 @@ from typing import Any
 from stream_app.domain.agent_activity import BUSY_STATES, window_span
 from stream_app.domain.events import format_ts
 from stream_app.domain.figures import RECORD_COUNTS, RECORD_DERIVED, Figures, record_figures
-from stream_app.domain.queue_agents import agents_by_state, positions, queue_agents, state_time
+from stream_app.domain.queue_agents import agents_by_state, positions, state_time
 from stream_app.domain.queues import WINDOWS, QueueStage
 from stream_app.domain.sla import QueueSla, SlaConfig
 from stream_app.domain.staffing import agents_required, expected_wait_seconds
@@ -72,7 +72,7 @@ class QueueNow:
 
 def queue_now(stage: QueueStage, sla: SlaConfig, queue: str, stream_now: int) -> QueueNow:
     since = stage.waiting(queue).values()
-    agents = queue_agents(stage.store, queue)
+    agents = stage.agents(queue)
     occupancy: dict[str, float | None] = {}
     for window in WINDOWS:
         start, end = window_span(window, stream_now, stage.windows.interval_ms, stage.windows.zone)

@@ -90,6 +90,19 @@ class QueueStage:
         self.store = store
         self.windows = windows
         self.sla = sla
+        # Per queue, its agents' timelines as last read, with what they were read at.
+        self._agents: dict[str, tuple[Any, list[QueueAgent]]] = {}
+
+    def agents(self, queue: str) -> list[QueueAgent]:
+        """The queue's agents' timelines (stream_app.domain.queue_agents), read again only
+        when one of them changed: scrapes, the live feed and closing read them all the time."""
+        from stream_app.domain.queue_agents import positions, queue_agents
+
+        marker = positions(self.store, queue)
+        seen = self._agents.get(queue)
+        if seen is None or seen[0] != marker:
+            seen = self._agents[queue] = (marker, queue_agents(self.store, queue))
+        return seen[1]
 
     @staticmethod
     def flush_rank(key: str) -> int:
@@ -223,9 +236,6 @@ class QueueStage:
         meta = self.store.get(meta_key(queue))
         if not meta or not meta["d"]:
             return []
-        # Imported here: the agents' module builds on this one (its store and separator).
-        from stream_app.domain.queue_agents import queue_agents
-
         out: list[tuple[str, dict[str, object]]] = []
         still_dirty: list[int] = []
         agents_of_queue = None
@@ -241,7 +251,7 @@ class QueueStage:
                 continue
             revision = value[2] + 1
             if agents_of_queue is None:
-                agents_of_queue = queue_agents(self.store, queue)  # once, not per interval
+                agents_of_queue = self.agents(queue)  # once, not per interval
             key, record = self._record(queue, start, value[1], revision, agents_of_queue)
             agents = [record["occupancy"], record["agents_staffed_avg"]]
             if value[2] >= 0 and value[4] == value[1] and value[5:6] == [agents]:
@@ -263,14 +273,15 @@ class QueueStage:
         agents: list[QueueAgent] | None = None,
     ) -> tuple[str, dict[str, object]]:
         """The interval's `queue-metrics` record; `agents`: the queue's, when read already."""
-        from stream_app.domain.queue_agents import interval_agent_figures, queue_agents
+        # Imported here: the agents' module builds on this one (its store and separator).
+        from stream_app.domain.queue_agents import interval_agent_figures
 
         end = start + self.windows.interval_ms
         figures = Figures.from_json(figures_json)
         record = interval_record(queue, start, end, figures, self.sla.for_queue(queue), revision)
         revision_field = record.pop("revision")
         if agents is None:
-            agents = queue_agents(self.store, queue)
+            agents = self.agents(queue)
         record.update(interval_agent_figures(agents, start, end))
         record["revision"] = revision_field
         return interval_key(queue, start), record

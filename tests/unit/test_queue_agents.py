@@ -121,3 +121,20 @@ def test_an_agents_late_change_revises_a_published_interval_only_if_its_figures_
     assert apply_agent(stage.store, "sales", "a1", spans, position=(1 << 40) + 1) is None
     stage.mark_dirty("sales", T0, late)  # even if marked
     assert stage.close_due("sales", late) == []
+
+
+def test_the_queues_stage_reads_a_queues_agents_again_only_when_one_changed() -> None:
+    stage, _ = sales_stage()
+    store = stage.store
+    first = [[0, "available", None]]
+    apply_agent(store, "sales", "a1", first, position=10)
+    read = stage.agents("sales")
+    assert [agent.spans for agent in read] == [first]
+    assert stage.agents("sales") is read  # nothing changed: not read again
+    second = [[0, "available", None], [60 * S, "on_call", None]]
+    apply_agent(store, "sales", "a2", second, position=11)
+    assert [agent.spans for agent in stage.agents("sales")] == [first, second]
+    apply_agent(store, "sales", "a1", second, position=12)
+    assert [agent.spans for agent in stage.agents("sales")] == [second, second]
+    apply_agent(store, "sales", "a2", [], position=13)
+    assert [agent.spans for agent in stage.agents("sales")] == [second]
