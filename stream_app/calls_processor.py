@@ -154,10 +154,12 @@ class CallsProcessor:
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
             for held in self.pending.partitions():
                 await self.send_contributions(held)
-            # What calls mean to agents waits for the checkpoint in a replay: the agents stage
-            # sends nothing on before its own, and a record per idle moment costs it dearly.
-            for held in [p for p in self.agent_pending.by_partition if self.calls.clock_of(p).live]:
-                await self.send_agent_updates(held)
+            # What calls mean to agents waits for the checkpoint while a backlog is read: the
+            # agents stage sends nothing on before its own, and a record per idle moment costs
+            # it dearly. On a live feed or once caught up, it goes at once.
+            for held in list(self.agent_pending.by_partition):
+                if self.calls.clock_of(held).live or not self.behind(held):
+                    await self.send_agent_updates(held)
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
@@ -256,7 +258,8 @@ class CallsProcessor:
 
     async def send_agent_updates(self, partition: int) -> None:
         """What the partition's changed calls mean to their agents, one record per agents
-        partition: before its checkpoint, and when the input runs dry on a live feed."""
+        partition: before its checkpoint, and when the input runs dry on a live feed or with
+        nothing left to read."""
         if self.topics.agent_updates is None:
             self.agent_pending.drop(partition)
             return

@@ -343,11 +343,14 @@ def test_agent_updates_go_one_record_per_agents_partition() -> None:
     assert pending.take(0, lambda agent: 0) == []
 
 
-def test_agent_updates_wait_for_the_checkpoint_in_a_replay_not_on_a_live_feed() -> None:
+def test_agent_updates_wait_for_the_checkpoint_in_a_backlog_not_on_a_live_feed() -> None:
     """An idle input sends the queues' contributions at once; what calls mean to agents too
-    on a live feed only (in a replay the agents stage would hold it until its checkpoint)."""
-    for wall, at_once in ((WALL, False), (at(541), True)):
+    on a live feed or once the input is read to its end, not while a backlog is read (the
+    agents stage would hold it until its checkpoint)."""
+    for wall, highwater, at_once in ((WALL, None, False), (at(541), None, True), (WALL, 9, True)):
         world = World()
+        if highwater is not None:
+            world.highwaters[0] = highwater  # every record of the partition read
         calls = calls_test.processor(world, flush_every=1000)
         calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
         calls.wall = lambda wall=wall: wall  # type: ignore[misc]
