@@ -228,7 +228,7 @@ class CallsProcessor:
             )
             return
         assert outcome.event is not None
-        self.metrics.count_event(outcome.event.type)
+        self.metrics.events.labels(type=outcome.event.type).inc()
         if outcome.duplicate:
             self.metrics.duplicates.inc()
         if outcome.emission is not None:

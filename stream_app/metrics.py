@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
@@ -21,21 +21,13 @@ ANSWER_SPEED_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 1
 @dataclass
 class Metrics:
     registry: CollectorRegistry
-    events: Counter
+    events: LabelsOnce[Counter]  # counted on every event
     rejected: Counter
     duplicates: Counter
     late: Counter
     evicted: Counter
     answer_speed: Histogram
     stream_time: Gauge
-    # `events` per type, looked up once: `labels()` per event costs more than the count.
-    events_by_type: dict[str, Counter] = field(default_factory=dict)
-
-    def count_event(self, event_type: str) -> None:
-        child = self.events_by_type.get(event_type)
-        if child is None:
-            child = self.events_by_type[event_type] = self.events.labels(type=event_type)
-        child.inc()
 
     @classmethod
     def create(cls, thresholds: list[float]) -> Metrics:
@@ -44,11 +36,13 @@ class Metrics:
         buckets = sorted({*ANSWER_SPEED_BUCKETS, *thresholds})
         metrics = cls(
             registry=registry,
-            events=Counter(
-                "callcenter_events",
-                "Valid call events processed, by type.",
-                ["type"],
-                registry=registry,
+            events=LabelsOnce(
+                Counter(
+                    "callcenter_events",
+                    "Valid call events processed, by type.",
+                    ["type"],
+                    registry=registry,
+                )
             ),
             rejected=Counter(
                 "callcenter_events_rejected",
@@ -86,7 +80,7 @@ class Metrics:
         )
         # Every fixed label value exists from the start: a rate over a reason never seen is 0, not absent.
         for event_type in EVENT_TYPES:
-            metrics.events_by_type[event_type] = metrics.events.labels(type=event_type)
+            metrics.events.labels(type=event_type)
         for reason in sorted(REJECT_REASONS):
             metrics.rejected.labels(reason=reason)
         return metrics
@@ -129,18 +123,22 @@ class FaustRelay(Collector):
             yield converted
 
 
-class LabelsOnce:
-    """A labelled metric of Faust's sensor whose children are looked up once per label values.
+M = TypeVar("M", bound=MetricWrapperBase)
 
-    Faust's sensor calls `labels(...)` on several metrics for every record in and out; the
-    lookup (label values turned to strings, a lock) costs more than the count itself. Removing
-    labels (Faust does on a rebalance) forgets what was looked up."""
 
-    def __init__(self, metric: Any) -> None:
+class LabelsOnce(Generic[M]):
+    """A labelled metric whose children are looked up once per label values.
+
+    Faust's sensor calls `labels(...)` on several metrics for every record in and out, and the
+    calls stage counts every event by type; the lookup (label values turned to strings, a lock)
+    costs more than the count itself. Removing labels (Faust does on a rebalance) forgets what
+    was looked up."""
+
+    def __init__(self, metric: M) -> None:
         self._metric = metric
-        self._children: dict[Any, Any] = {}
+        self._children: dict[Any, M] = {}
 
-    def labels(self, *values: Any, **named: Any) -> Any:
+    def labels(self, *values: Any, **named: Any) -> M:
         key = values or tuple(named.items())
         child = self._children.get(key)
         if child is None:
