@@ -142,6 +142,7 @@ def register(pipeline: Pipeline) -> None:
         clock,
         metrics_topic=topic("queue-metrics"),
         calls_partitions=pipeline.partitions[topic("call-events")],
+        agents_partitions=pipeline.partitions[topic("agent-updates")],
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
         ),
@@ -211,6 +212,8 @@ def register(pipeline: Pipeline) -> None:
             queue_updates=topic("queue-updates"),
             status=topic("agent-status"),
             metrics=topic("agent-metrics"),
+            queue_partitions=pipeline.partitions[topic("queue-updates")],
+            calls_partitions=pipeline.partitions[topic("call-events")],
         ),
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)

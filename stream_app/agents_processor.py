@@ -20,7 +20,14 @@ from typing import Any
 
 import orjson
 
-from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State, own_headers
+from stream_app.calls_processor import (
+    FLUSH_EVERY,
+    REANNOUNCE_EVERY_MS,
+    Guard,
+    Sender,
+    State,
+    own_headers,
+)
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentsStage, agent_calls_entries
 from stream_app.domain.clock import EventClock, wall_ms
@@ -31,6 +38,7 @@ from stream_app.domain.windows import interval_start
 from stream_app.metrics import Metrics
 
 UPDATES_POSITION_KEY = "\x00position-agent-updates"  # the second input's position
+REPLAY_CHECKPOINT_MS = 5_000  # in a replay, a partition's ticks checkpoint it this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,8 @@ class AgentsTopics:
     queue_updates: str  # to the queues stage
     status: str  # agent-status
     metrics: str  # agent-metrics
+    queue_partitions: int = 0  # of queue-updates: each hears the partition's clock
+    calls_partitions: int = 0  # of call-events: each tells the partition its time
 
 
 class BothPositions:
@@ -77,6 +87,7 @@ class AgentsProcessor:
         sweeps: SweepSchedule,
         wall: Callable[[], int] = wall_ms,
         flush_every: int = FLUSH_EVERY,
+        replay_checkpoint_ms: int = REPLAY_CHECKPOINT_MS,
         worker_clock: EventClock | None = None,
         caught_up: Callable[[int], bool] = lambda partition: True,
     ) -> None:
@@ -93,7 +104,13 @@ class AgentsProcessor:
         self.topics = topics
         self.sweeps = sweeps
         self.wall = wall
+        self.replay_checkpoint_ms = replay_checkpoint_ms
+        self.checkpointed_at: dict[int, int] = {}  # per partition: its last tick checkpoint
         self.changed: dict[int, set[str]] = {}  # per partition: agents whose facts changed
+        # per partition: (stream time, behind, wall) last announced to the queue partitions
+        self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        # per partition: each calls partition's newest time it sent ("sp" and "st" of records)
+        self.delivered: dict[int, dict[int, int]] = {}
         self.checkpoint = Checkpoint(
             outputs,
             state,
@@ -106,8 +123,9 @@ class AgentsProcessor:
 
     async def on_record(self, event: Any, *, idle: Callable[[], bool] = lambda: False) -> None:
         """One record of either input, or a tick (told apart by its topic). What changed is
-        sent at the partition's next checkpoint (its next tick at the latest), or at once on a
-        live feed when `idle` says the input buffer is empty. Not at once in a replay: deriving
+        sent at the partition's next checkpoint (its next tick on a live feed, within
+        `replay_checkpoint_ms` in a replay), or at once on a live feed when `idle` says the
+        input buffer is empty. Not at once in a replay: deriving
         an agent's timeline costs far more than applying a fact, and a backlog brings each
         agent's facts many times a second."""
         message = event.message
@@ -123,8 +141,12 @@ class AgentsProcessor:
             await self.updates_guard.watch(partition)
             self.agents.save_stream_time(partition)
             await self.sweep(partition)
+            if not self.tick_checkpoints(partition):
+                await self.checkpoint.hold(partition, event)
+                return
             await self.close(partition)
             await self.checkpoint.hold(partition, event, now=True)
+            await self.announce(partition)
             return
         await self.sweep(partition)
         if (
@@ -134,7 +156,23 @@ class AgentsProcessor:
         ):
             await self.send_pending(partition)  # writes: only on a record of that partition
 
+    def tick_checkpoints(self, partition: int) -> bool:
+        """Whether this tick closes, checkpoints and announces the partition: every tick on a
+        live feed; in a replay once per `replay_checkpoint_ms` of wall time, since each
+        checkpoint there re-derives and re-sends every agent the last second changed."""
+        wall = self.wall()
+        last = self.checkpointed_at.get(partition)
+        if (
+            self.agents.clock_of(partition).live
+            or last is None
+            or wall - last >= self.replay_checkpoint_ms
+        ):
+            self.checkpointed_at[partition] = wall
+            return True
+        return False
+
     def assigned(self, partition: int) -> None:
+        self.announced.clear()  # every partition announces itself again at its next tick
         self._forget(partition)
 
     def revoked(self, partition: int) -> None:
@@ -148,6 +186,8 @@ class AgentsProcessor:
         self.events_guard.forget(partition)
         self.updates_guard.forget(partition)
         self.changed.pop(partition, None)
+        self.delivered.pop(partition, None)
+        self.checkpointed_at.pop(partition, None)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -184,6 +224,12 @@ class AgentsProcessor:
 
     async def apply_update(self, message: Any) -> None:
         data = orjson.loads(message.value)
+        st = data.get("st")
+        if st is not None:  # a calls partition's time, with or without facts
+            self.agents.clock_of(message.partition).observe(st, self.wall())
+            if "sp" in data:
+                delivered = self.delivered.setdefault(message.partition, {})
+                delivered[data["sp"]] = max(st, delivered.get(data["sp"], st))
         changed = self.changed.setdefault(message.partition, set())
         for agent_id, entries in data["g"]:
             self.agents.apply_calls(
@@ -195,7 +241,8 @@ class AgentsProcessor:
             )
             # Sent even when nothing changed: a replayed record repairs a send a crash lost.
             changed.add(agent_id)
-        self.unclosed.add(message.partition)
+        if data["g"]:
+            self.unclosed.add(message.partition)
 
     async def send_pending(self, partition: int) -> None:
         """The changed agents' projections, one record per queue (and chunk of entries), and
@@ -214,6 +261,33 @@ class AgentsProcessor:
                 value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
                 await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
         self.agents.save(partition)
+
+    async def announce(self, partition: int) -> None:
+        """From a tick, after the checkpoint sent what changed: the partition's clock to every
+        queue partition, which closes no interval past it while it is behind. Behind: input
+        left to read, or a replay (its projections wait for the checkpoint)."""
+        clock = self.agents.clock_of(partition)
+        behind = not self.caught_up(partition) or (clock.newest is not None and not clock.live)
+        st = self.delivered_time(partition)
+        last = self.announced.get(partition)
+        wall = self.wall()
+        fresh = last is not None and wall - last[2] < REANNOUNCE_EVERY_MS
+        if fresh and last is not None and last[:2] == (st, behind):
+            return  # the same news, told less than a minute ago
+        self.announced[partition] = (st, behind, wall)
+        value = orjson.dumps({"ap": partition, "st": st, "b": behind})
+        for target in range(self.topics.queue_partitions):
+            await self.outputs.send(self.topics.queue_updates, value, partition=target)
+
+    def delivered_time(self, partition: int) -> int | None:
+        """Up to when every calls partition has delivered its facts to this one: the least of
+        the times they sent (None until each has; without calls partitions, its own time)."""
+        if not self.topics.calls_partitions:
+            return self.agents.stream_time(partition)
+        delivered = self.delivered.get(partition, {})
+        if len(delivered) < self.topics.calls_partitions:
+            return None
+        return min(delivered.values())
 
     async def close(self, partition: int) -> None:
         """From a tick: the partition's agent intervals closed by stream time, published. The

@@ -134,6 +134,7 @@ class CallsProcessor:
         self.agent_pending = AgentPending()  # what calls mean to agents, not sent yet
         # per partition: (stream time, behind, wall) last announced
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
         self.checkpoint = Checkpoint(
             outputs, state, guard, every=flush_every, before=self.send_pending
         )
@@ -163,7 +164,10 @@ class CallsProcessor:
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
-        await self.send_pending(partition)  # what the announced time vouches for goes first
+        # What the announced time vouches for goes first (the agents partitions told the time
+        # with facts need not hear it again).
+        await self.send_contributions(partition)
+        told = await self.send_agent_updates(partition)
         st, seen_at, behind = self.clock_of(partition)
         self.calls.save_stream_time(partition)
         last = self.announced.get(partition)
@@ -176,6 +180,13 @@ class CallsProcessor:
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(self.topics.update_partitions):
                 await self.outputs.send(self.topics.updates, watermark, partition=target)
+            if self.topics.agent_updates is not None:  # every agents partition keeps time too
+                clock_only = orjson.dumps(agent_update_record([], st, partition))
+                for target in range(self.topics.agent_partitions):
+                    if target not in told:
+                        await self.outputs.send(
+                            self.topics.agent_updates, clock_only, partition=target
+                        )
         await self.sweep(partition)
 
     def assigned(self, partition: int) -> None:
@@ -194,6 +205,7 @@ class CallsProcessor:
         self.guard.forget(partition)
         self.pending.drop(partition)
         self.agent_pending.drop(partition)
+        self.ends.pop(partition, None)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -256,18 +268,21 @@ class CallsProcessor:
             value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
             await self.outputs.send(self.topics.updates, value, key=queue.encode())
 
-    async def send_agent_updates(self, partition: int) -> None:
+    async def send_agent_updates(self, partition: int) -> set[int]:
         """What the partition's changed calls mean to their agents, one record per agents
         partition: before its checkpoint, and when the input runs dry on a live feed or with
-        nothing left to read."""
+        nothing left to read. Returns the agents partitions it sent to."""
         if self.topics.agent_updates is None:
             self.agent_pending.drop(partition)
-            return
+            return set()
         st = self.calls.clock_of(partition).newest
         target = functools.partial(agent_partition, partitions=self.topics.agent_partitions)
+        told: set[int] = set()
         for to, agents in self.agent_pending.take(partition, target):
-            value = orjson.dumps(agent_update_record(agents, st))
+            value = orjson.dumps(agent_update_record(agents, st, partition))
             await self.outputs.send(self.topics.agent_updates, value, partition=to)
+            told.add(to)
+        return told
 
     async def sweep(self, partition: int) -> None:
         """Retention of the partition when due, from its ticks and its records: in a fast
@@ -283,9 +298,19 @@ class CallsProcessor:
     # -- the partition's clock -----------------------------------------------------------------
 
     def behind(self, partition: int) -> bool:
-        """Whether records of the partition wait to be applied (or nothing is known)."""
+        """Whether records of the partition wait to be applied (or nothing is known). The end
+        last asked of the consumer is kept: it only grows, so while the position is below it
+        the partition is behind without asking again (asking costs a trip through the
+        consumer's thread, and a replay asks on every idle moment)."""
+        position = self.guard.next_offset(partition)
+        end = self.ends.get(partition)
+        if end is not None and position < end:
+            return True
         highwater = self.highwater(partition)
-        return highwater is None or self.guard.next_offset(partition) < highwater
+        if highwater is None:
+            return True
+        self.ends[partition] = highwater
+        return position < highwater
 
     def clock_of(self, partition: int) -> tuple[int | None, int | None, bool]:
         """What the partition announces: its newest event ts, the wall time it saw it, and

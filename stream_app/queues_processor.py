@@ -54,6 +54,7 @@ class QueuesProcessor:
     metrics_topic: str
     calls_partitions: int  # how many calls partitions feed each queue partition
     sweeps: SweepSchedule
+    agents_partitions: int = 0  # how many agents partitions do (their clocks gate closing)
     live: Live | None = None
     wall: Callable[[], int] = wall_ms
     flush_every: int = FLUSH_EVERY
@@ -143,6 +144,11 @@ class QueuesProcessor:
     async def apply(self, message: Any) -> None:
         partition = message.partition
         data = orjson.loads(message.value)
+        if "ap" in data:  # an agents partition's clock
+            self._times(partition).hear_gate(
+                Announcement(data["ap"], data["st"], bool(data.get("b")))
+            )
+            return
         if "g" in data:  # agents' projected timelines, from the agents stage
             self.owners.owns(data["q"], partition)
             for index, (agent_id, spans) in enumerate(data["g"]):
@@ -154,10 +160,7 @@ class QueuesProcessor:
         update = Update.from_json(data)
         if update.stream_time is not None:
             self.clock.observe(update.stream_time, update.seen_at or self.wall())
-        times = self.source_times.get(partition)
-        if times is None:
-            times = self.source_times[partition] = SourceTimes(self.calls_partitions)
-        times.hear(Announcement(update.source, update.stream_time, update.behind))
+        self._times(partition).hear(Announcement(update.source, update.stream_time, update.behind))
         queue = update.queue
         if queue is None:
             return  # a watermark
@@ -168,6 +171,13 @@ class QueuesProcessor:
             )
             for speed_ms in applied.new_answer_speeds_ms:
                 self.metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+
+    def _times(self, partition: int) -> SourceTimes:
+        times = self.source_times.get(partition)
+        if times is None:
+            times = SourceTimes(self.calls_partitions, self.agents_partitions)
+            self.source_times[partition] = times
+        return times
 
     async def close(self, queue: str, now: int) -> None:
         for key, record in self.queues.close_due(queue, now):

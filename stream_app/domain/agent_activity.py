@@ -26,6 +26,7 @@ disagree) lasts 0.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,13 @@ class AgentCall(NamedTuple):
         if self.handled is not None:
             stamps.append(self.handled[0])
         return stamps
+
+    def reach(self) -> float:
+        """The latest instant any of its activities may last to: inf while one is open."""
+        windows = (*self.rings, self.talk, self.wrap)
+        if any(window is not None and window[1] is None for window in windows):
+            return math.inf
+        return max(self.stamps(), default=-math.inf)
 
     def is_empty(self) -> bool:
         return not self.rings and self.talk is None and self.wrap is None and self.handled is None
@@ -175,6 +183,7 @@ class AgentActivity:
     _starts: list[int] = field(default_factory=list)
     _stale_from: int | None = None  # the cached spans hold before this instant only
     _counts: tuple[list[int], list[int], list[int]] | None = None  # see `_counted`
+    _reach: dict[str, float] | None = None  # see `_reached`
 
     # -- input ------------------------------------------------------------------------------
 
@@ -202,6 +211,7 @@ class AgentActivity:
             self.calls[call_id] = call
         if changed:
             self._counts = None
+            self._reach = None
             stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
             if stamps:
                 self._stale(min(stamps))
@@ -234,7 +244,7 @@ class AgentActivity:
         """The timeline from `since` on derived again, the spans before it kept: a replay
         changes an agent's latest calls many times, and its two days of calls are costly to
         sweep each time. The state at `since` depends only on the activities in force then."""
-        overlays = [o for o in self._overlays() if o[1] is None or o[1] > since]
+        overlays = [o for o in self._overlays(since) if o[1] is None or o[1] > since]
         tail = _merge_timeline(self._set_states(), overlays)
         index = bisect.bisect_right([span.start for span in tail], since) - 1
         at_since = Span(since, *tail[index][1:]) if index >= 0 else Span(since, *_OUT)
@@ -283,6 +293,13 @@ class AgentActivity:
         first, last = bisect.bisect_left(ends, start), bisect.bisect_left(ends, end)
         return last - first, sums[last] - sums[first]
 
+    def _reached(self) -> dict[str, float]:
+        """Per call, the latest instant its activities may last to (inf while one is open):
+        kept until the calls change."""
+        if self._reach is None:
+            self._reach = {call_id: call.reach() for call_id, call in self.calls.items()}
+        return self._reach
+
     def _counted(self) -> tuple[list[int], list[int], list[int]]:
         """Answer instants, wrap-up ends and running handle-ms sums, sorted (kept until the
         calls change): closing reads them per interval, for every interval of two days."""
@@ -319,15 +336,27 @@ class AgentActivity:
                 steps.append(step)
         return steps
 
-    def _overlays(self) -> list[tuple[int, int | None, str, str | None, str]]:
+    def _overlays(
+        self, since: int | None = None
+    ) -> list[tuple[int, int | None, str, str | None, str]]:
         """(start, end, state, queue, call_id) of every call activity of non-zero length, with
-        after-call work cut at the agent's next event."""
+        after-call work cut at the agent's next event. With `since`, at least those that last
+        past it: only calls reaching past it are looked at, and as cutters only those reaching
+        the earliest after-call work among them (a replay re-derives the latest minutes of an
+        agent with two days of calls)."""
+        calls: Iterable[tuple[str, AgentCall]] = self.calls.items()
+        cutting: Iterable[tuple[str, AgentCall]] = calls
+        if since is not None:
+            reaches = self._reached()
+            calls = [(c, self.calls[c]) for c, reach in reaches.items() if reach > since]
+            low = min([since, *(call.wrap[0] for _, call in calls if call.wrap is not None)])
+            cutting = [(c, self.calls[c]) for c, reach in reaches.items() if reach >= low]
         cutters = sorted(
             [(event[0], "") for event in self.events]
-            + [(ts, call_id) for call_id, call in self.calls.items() for ts in call.stamps()]
+            + [(ts, call_id) for call_id, call in cutting for ts in call.stamps()]
         )
         out: list[tuple[int, int | None, str, str | None, str]] = []
-        for call_id, call in sorted(self.calls.items()):
+        for call_id, call in sorted(calls):
             windows = [(ring, "ringing") for ring in call.rings]
             if call.talk is not None:
                 windows.append((call.talk, "on_call"))
@@ -383,6 +412,7 @@ class AgentActivity:
         self.event_ids = {event[2] for event in self.events}
         self._spans = None
         self._counts = None
+        self._reach = None
 
     # -- storage ----------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ def agents_processor(world: World, flush_every: int = 100) -> AgentsProcessor:
         sweeps=SweepSchedule(wall_every_ms=2**62, stream_every_ms=2**62),
         wall=lambda: WALL,
         flush_every=flush_every,
+        replay_checkpoint_ms=0,  # every tick checkpoints (the wall clock stands still here)
     )
 
 
@@ -399,3 +400,56 @@ def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_bac
     assert again.sweep(0) == ["a1"]
     again.save(0)
     assert {key for key in store.data if key.startswith("a1\x1f")} == {"a1\x1fc9"}
+
+
+def test_a_tick_tells_the_queue_partitions_up_to_when_every_calls_partitions_facts_are_in() -> None:
+    """The least time the calls partitions sent (none until each has), behind in a replay;
+    the same news again only after a minute."""
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=2, calls_partitions=2)
+
+    def clock(source: int, seconds: float) -> tuple[str, bytes, bytes]:
+        return TOPICS.updates, b"", orjson.dumps({"g": [], "st": at(seconds), "sp": source})
+
+    def told() -> list[tuple[int | None, dict[str, Any]]]:
+        out = [(p, orjson.loads(v or b"")) for t, _, v, p, _ in world.sent if t == "queue-updates"]
+        world.sent.clear()
+        return out
+
+    tick = ("agent-ticks", b"tick", b"")
+    run(proc, world, [clock(0, 100), tick])
+    assert told() == [(p, {"ap": 0, "st": None, "b": True}) for p in (0, 1)]
+    run(proc, world, [clock(1, 50), clock(0, 200), tick])
+    assert told() == [(p, {"ap": 0, "st": at(50), "b": True}) for p in (0, 1)]
+    run(proc, world, [tick])
+    assert told() == []
+
+
+def test_in_a_replay_ticks_checkpoint_once_per_period() -> None:
+    """A replay's checkpoint re-derives and re-sends every agent changed since the last one:
+    its ticks checkpoint (close, send, announce) once per `replay_checkpoint_ms` only."""
+    world = World()
+    wall = [WALL]
+    proc = agents_processor(world)
+    proc.wall = lambda: wall[0]
+    proc.replay_checkpoint_ms = 5_000
+
+    def facts(call: str, seconds: int) -> tuple[str, bytes, bytes]:
+        entry = AgentCall("sales", talk=(at(seconds), at(seconds + 30)))
+        value = {"g": [["a1", [[call, entry.to_json()]]]], "st": at(seconds + 30), "sp": 0}
+        return TOPICS.updates, b"", orjson.dumps(value)
+
+    def projections() -> int:
+        count = len(sent(world, "queue-updates"))
+        world.sent.clear()
+        return count
+
+    tick = ("agent-ticks", b"tick", b"")
+    run(proc, world, [facts("c1", 60), tick])
+    assert projections() == 1  # the partition's first tick checkpoints
+    run(proc, world, [facts("c2", 120), tick, tick])
+    assert projections() == 0 and "ack 0:1" not in world.log  # held
+    wall[0] += 5_000
+    run(proc, world, [tick])
+    assert projections() == 1 and "ack 0:1" in world.log
