@@ -30,6 +30,7 @@ from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
 
 REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
+AGENTS_CLOCK_EVERY_MS = 5_000  # in a replay, how often its clock goes to the agents partitions
 FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
 Headers = list[tuple[str, bytes]]
 
@@ -135,6 +136,8 @@ class CallsProcessor:
         # per partition: (stream time, behind, wall) last announced
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
         self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
+        # per partition: (stream time, wall) last told to the agents partitions
+        self.told_agents: dict[int, tuple[int | None, int]] = {}
         self.checkpoint = Checkpoint(
             outputs, state, guard, every=flush_every, before=self.send_pending
         )
@@ -180,18 +183,34 @@ class CallsProcessor:
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(self.topics.update_partitions):
                 await self.outputs.send(self.topics.updates, watermark, partition=target)
-            if self.topics.agent_updates is not None:  # every agents partition keeps time too
-                clock_only = orjson.dumps(agent_update_record([], st, partition))
-                for target in range(self.topics.agent_partitions):
-                    if target not in told:
-                        await self.outputs.send(
-                            self.topics.agent_updates, clock_only, partition=target
-                        )
+        await self.tell_agents_partitions(partition, st, told, wall)
         await self.sweep(partition)
+
+    async def tell_agents_partitions(
+        self, partition: int, st: int | None, told: set[int], wall: int
+    ) -> None:
+        """The partition's time to every agents partition not told it with facts just now, so
+        each knows up to when this partition's facts are in (it holds the queues' closing back
+        to that). On a live feed at each change; in a replay, whose agents stage checkpoints
+        every few seconds only, at most every AGENTS_CLOCK_EVERY_MS; unchanged, once a minute."""
+        if self.topics.agent_updates is None:
+            return
+        last = self.told_agents.get(partition)
+        if last is not None:
+            changed = last[0] != st
+            due = self.calls.clock_of(partition).live or wall - last[1] >= AGENTS_CLOCK_EVERY_MS
+            if not (changed and due) and wall - last[1] < REANNOUNCE_EVERY_MS:
+                return
+        self.told_agents[partition] = (st, wall)
+        clock_only = orjson.dumps(agent_update_record([], st, partition))
+        for target in range(self.topics.agent_partitions):
+            if target not in told:
+                await self.outputs.send(self.topics.agent_updates, clock_only, partition=target)
 
     def assigned(self, partition: int) -> None:
         """Its state is read afresh from the recovered table."""
         self.announced.clear()  # every partition announces itself again at its next tick
+        self.told_agents.clear()
         self._forget(partition)
 
     def revoked(self, partition: int) -> None:

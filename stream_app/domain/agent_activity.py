@@ -383,8 +383,10 @@ class AgentActivity:
         Kept: every call with an instant or an activity at or after the cut, every call with an
         instant after the first instant of those (it may cut their after-call work), the agent
         events from there on, and the last events before it that set the state and the queues.
-        Figures of windows before `before_ts` are not exact after this."""
-        overlays = self._overlays()
+        Figures of windows before `before_ts` are not exact after this (the timeline derived
+        before keeps its spans there, and the start of the one in force at the cut, until the
+        agent is read afresh)."""
+        overlays = self._overlays(before_ts)
         keep = {call_id for start, end, _, _, call_id in overlays if end is None or end > before_ts}
         keep.update(
             call_id
@@ -410,9 +412,9 @@ class AgentActivity:
         anchors = {e for e in (setter, lister) if e is not None}
         self.events = sorted(anchors) + [event for event in self.events if event[0] >= cut]
         self.event_ids = {event[2] for event in self.events}
-        self._spans = None
         self._counts = None
         self._reach = None
+        self._stale(cut)  # derived again from the cut only: the rest is as it was
 
     # -- storage ----------------------------------------------------------------------------
 

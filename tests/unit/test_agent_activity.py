@@ -431,6 +431,8 @@ def test_pruning_keeps_the_present(facts: list[AgentEvent | Event], cut: int, le
         (state.at(t).state, state.at(t).reason, state.at(t).queues)
         for t in range(before, before + 300 * S, S)
     ] == expected
+    fresh = AgentActivity.from_json(state.to_json())  # what a restart derives: the same
+    assert [fresh.at(t)[1:] for t in range(before, before + 300 * S, S)] == expected
     assert state.state_time(*window) == expected_time
     assert (state.answered(*window[:2]), state.handled(*window[:2])) == counts
 

@@ -13,7 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.calls_processor import CallsProcessor, CallsTopics, Headers
+from stream_app.calls_processor import (
+    AGENTS_CLOCK_EVERY_MS,
+    REANNOUNCE_EVERY_MS,
+    CallsProcessor,
+    CallsTopics,
+    Headers,
+)
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import EventClock
 from stream_app.domain.hop import Update
@@ -363,3 +369,35 @@ def test_a_tick_tells_every_agents_partition_the_time_once() -> None:
     assert all(r["st"] == at(12) and r["sp"] == 1 for _, r in records)
     [with_facts] = [p for p, r in records if r["g"]]
     assert [r["g"] for p, r in records if p != with_facts] == [[], []]
+
+
+def test_in_a_replay_the_agents_partitions_hear_the_time_every_few_seconds() -> None:
+    """A replay's agents stage checkpoints every few seconds: a newer time goes to it at most
+    every AGENTS_CLOCK_EVERY_MS, an unchanged one once a minute."""
+    world = World()
+    proc = processor(world, flush_every=100)
+    proc.topics = dataclasses.replace(TOPICS, agent_updates="agent-updates", agent_partitions=2)
+    wall = [WALL]
+    proc.wall = lambda: wall[0]
+
+    def clocks() -> list[int | None]:
+        out = [orjson.loads(v or b"")["st"] for t, _, v, _, _ in world.sent if t == "agent-updates"]
+        world.sent.clear()
+        return out
+
+    feed(proc, world, [record("queue_entered", at(0), queue="sales")])
+    tick(proc, world)
+    assert clocks() == [at(0), at(0)]
+    feed(proc, world, [record("queue_entered", at(30), call="c2", queue="sales")], first=1)
+    wall[0] += 1_000
+    tick(proc, world)
+    assert clocks() == []  # newer, but told a second ago
+    wall[0] += AGENTS_CLOCK_EVERY_MS
+    tick(proc, world)
+    assert clocks() == [at(30), at(30)]
+    wall[0] += AGENTS_CLOCK_EVERY_MS
+    tick(proc, world)
+    assert clocks() == []  # unchanged
+    wall[0] += REANNOUNCE_EVERY_MS
+    tick(proc, world)
+    assert clocks() == [at(30), at(30)]
