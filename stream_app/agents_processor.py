@@ -109,8 +109,8 @@ class AgentsProcessor:
         self.changed: dict[int, set[str]] = {}  # per partition: agents whose facts changed
         # per partition: (stream time, behind, wall) last announced to the queue partitions
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
-        # per partition: each calls partition's newest time it sent ("sp" and "st" of records)
-        self.delivered: dict[int, dict[int, int]] = {}
+        # per partition: each calls partition's time and backlog as last sent ("sp", "st", "b")
+        self.delivered: dict[int, dict[int, tuple[int | None, bool]]] = {}
         self.checkpoint = Checkpoint(
             outputs,
             state,
@@ -227,9 +227,8 @@ class AgentsProcessor:
         st = data.get("st")
         if st is not None:  # a calls partition's time, with or without facts
             self.agents.clock_of(message.partition).observe(st, self.wall())
-            if "sp" in data:
-                delivered = self.delivered.setdefault(message.partition, {})
-                delivered[data["sp"]] = max(st, delivered.get(data["sp"], st))
+        if "sp" in data:  # the calls partition's latest news: its time, and its backlog
+            self.delivered.setdefault(message.partition, {})[data["sp"]] = (st, bool(data.get("b")))
         changed = self.changed.setdefault(message.partition, set())
         for agent_id, entries in data["g"]:
             self.agents.apply_calls(
@@ -280,14 +279,19 @@ class AgentsProcessor:
             await self.outputs.send(self.topics.queue_updates, value, partition=target)
 
     def delivered_time(self, partition: int) -> int | None:
-        """Up to when every calls partition has delivered its facts to this one: the least of
-        the times they sent (None until each has; without calls partitions, its own time)."""
+        """Up to when every calls partition has delivered its facts to this one: the least time
+        of those still reading a backlog, as they last sent it (None until each has sent); when
+        none is behind, or there are no calls partitions, its own time."""
         if not self.topics.calls_partitions:
             return self.agents.stream_time(partition)
         delivered = self.delivered.get(partition, {})
         if len(delivered) < self.topics.calls_partitions:
             return None
-        return min(delivered.values())
+        behind = [st for st, backlog in delivered.values() if backlog]
+        if None in behind:
+            return None  # a partition with a backlog and no event yet: its facts may be any time
+        times = [st for st in behind if st is not None]
+        return min(times) if times else self.agents.stream_time(partition)
 
     async def close(self, partition: int) -> None:
         """From a tick: the partition's agent intervals closed by stream time, published. The

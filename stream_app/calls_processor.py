@@ -136,8 +136,8 @@ class CallsProcessor:
         # per partition: (stream time, behind, wall) last announced
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
         self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
-        # per partition: (stream time, wall) last told to the agents partitions
-        self.told_agents: dict[int, tuple[int | None, int]] = {}
+        # per partition: (stream time, behind, wall) last told to the agents partitions
+        self.told_agents: dict[int, tuple[int | None, bool, int]] = {}
         self.checkpoint = Checkpoint(
             outputs, state, guard, every=flush_every, before=self.send_pending
         )
@@ -183,11 +183,11 @@ class CallsProcessor:
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(self.topics.update_partitions):
                 await self.outputs.send(self.topics.updates, watermark, partition=target)
-        await self.tell_agents_partitions(partition, st, told, wall)
+        await self.tell_agents_partitions(partition, st, behind, told, wall)
         await self.sweep(partition)
 
     async def tell_agents_partitions(
-        self, partition: int, st: int | None, told: set[int], wall: int
+        self, partition: int, st: int | None, behind: bool, told: set[int], wall: int
     ) -> None:
         """The partition's time to every agents partition not told it with facts just now, so
         each knows up to when this partition's facts are in (it holds the queues' closing back
@@ -196,13 +196,13 @@ class CallsProcessor:
         if self.topics.agent_updates is None:
             return
         last = self.told_agents.get(partition)
-        if last is not None:
+        if last is not None and last[1] == behind:  # news of the backlog goes at once
             changed = last[0] != st
-            due = self.calls.clock_of(partition).live or wall - last[1] >= AGENTS_CLOCK_EVERY_MS
-            if not (changed and due) and wall - last[1] < REANNOUNCE_EVERY_MS:
+            due = self.calls.clock_of(partition).live or wall - last[2] >= AGENTS_CLOCK_EVERY_MS
+            if not (changed and due) and wall - last[2] < REANNOUNCE_EVERY_MS:
                 return
-        self.told_agents[partition] = (st, wall)
-        clock_only = orjson.dumps(agent_update_record([], st, partition))
+        self.told_agents[partition] = (st, behind, wall)
+        clock_only = orjson.dumps(agent_update_record([], st, partition, behind))
         for target in range(self.topics.agent_partitions):
             if target not in told:
                 await self.outputs.send(self.topics.agent_updates, clock_only, partition=target)
@@ -294,11 +294,16 @@ class CallsProcessor:
         if self.topics.agent_updates is None:
             self.agent_pending.drop(partition)
             return set()
-        st = self.calls.clock_of(partition).newest
-        target = functools.partial(agent_partition, partitions=self.topics.agent_partitions)
+        pending = self.agent_pending.take(
+            partition,
+            functools.partial(agent_partition, partitions=self.topics.agent_partitions),
+        )
+        if not pending:
+            return set()
+        st, _, behind = self.clock_of(partition)
         told: set[int] = set()
-        for to, agents in self.agent_pending.take(partition, target):
-            value = orjson.dumps(agent_update_record(agents, st, partition))
+        for to, agents in pending:
+            value = orjson.dumps(agent_update_record(agents, st, partition, behind))
             await self.outputs.send(self.topics.agent_updates, value, partition=to)
             told.add(to)
         return told

@@ -406,15 +406,20 @@ class AgentPending:
 
 
 def agent_update_record(
-    agents: list[tuple[str, list[tuple[str, AgentCall]]]], stream_time: int | None, source: int
+    agents: list[tuple[str, list[tuple[str, AgentCall]]]],
+    stream_time: int | None,
+    source: int,
+    behind: bool,
 ) -> dict[str, Any]:
     """An `agent-updates` record: {"g": [[agent_id, [[call_id, AgentCall JSON or null]]]],
-    "st": the calls partition's stream time, "sp": that partition}; every agent of it in one
-    agents partition. With no agents, the calls partition's clock alone."""
+    "st": the calls partition's stream time, "sp": that partition, "b": whether it is still
+    reading a backlog}; every agent of it in one agents partition. With no agents, the calls
+    partition's clock alone."""
     return {
         "g": [
             [agent_id, [[c, call.to_json()] for c, call in entries]] for agent_id, entries in agents
         ],
         "st": stream_time,
         "sp": source,
+        "b": behind,
     }

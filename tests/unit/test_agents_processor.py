@@ -403,14 +403,15 @@ def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_bac
 
 
 def test_a_tick_tells_the_queue_partitions_up_to_when_every_calls_partitions_facts_are_in() -> None:
-    """The least time the calls partitions sent (none until each has), behind in a replay;
-    the same news again only after a minute."""
+    """The least time the calls partitions still reading a backlog sent (none until each has
+    sent), behind in a replay; the same news again only after a minute."""
     world = World()
     proc = agents_processor(world)
     proc.topics = dataclasses.replace(TOPICS, queue_partitions=2, calls_partitions=2)
 
-    def clock(source: int, seconds: float) -> tuple[str, bytes, bytes]:
-        return TOPICS.updates, b"", orjson.dumps({"g": [], "st": at(seconds), "sp": source})
+    def clock(source: int, seconds: float, behind: bool = True) -> tuple[str, bytes, bytes]:
+        value = {"g": [], "st": at(seconds), "sp": source, "b": behind}
+        return TOPICS.updates, b"", orjson.dumps(value)
 
     def told() -> list[tuple[int | None, dict[str, Any]]]:
         out = [(p, orjson.loads(v or b"")) for t, _, v, p, _ in world.sent if t == "queue-updates"]
@@ -424,6 +425,8 @@ def test_a_tick_tells_the_queue_partitions_up_to_when_every_calls_partitions_fac
     assert told() == [(p, {"ap": 0, "st": at(50), "b": True}) for p in (0, 1)]
     run(proc, world, [tick])
     assert told() == []
+    run(proc, world, [clock(1, 60, behind=False), tick])  # caught up: it holds nothing back
+    assert told() == [(p, {"ap": 0, "st": at(200), "b": True}) for p in (0, 1)]
 
 
 def test_in_a_replay_ticks_checkpoint_once_per_period() -> None:
@@ -453,3 +456,17 @@ def test_in_a_replay_ticks_checkpoint_once_per_period() -> None:
     wall[0] += 5_000
     run(proc, world, [tick])
     assert projections() == 1 and "ack 0:1" in world.log
+
+
+def test_a_calls_partition_without_events_holds_nothing_back() -> None:
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=2)
+    records = [
+        (TOPICS.updates, b"", orjson.dumps({"g": [], "st": None, "sp": 1})),
+        (TOPICS.updates, b"", orjson.dumps({"g": [], "st": at(100), "sp": 0})),
+        ("agent-ticks", b"tick", b""),
+    ]
+    run(proc, world, records)
+    [told] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
+    assert told == {"ap": 0, "st": at(100), "b": True}
