@@ -26,7 +26,7 @@ from stream_app.calls_processor import (
     Guard,
     Sender,
     State,
-    own_headers,
+    divert,
 )
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentsStage, agent_calls_entries
@@ -193,28 +193,10 @@ class AgentsProcessor:
 
     async def apply_event(self, message: Any) -> None:
         outcome = self.agents.process(message.key, message.value, self.wall(), message.partition)
-        if outcome.reject is not None:
-            self.metrics.rejected.labels(reason=outcome.reject).inc()
-            if outcome.late:
-                self.metrics.late.inc()
-            headers = [
-                *own_headers(message.headers),
-                ("reason", outcome.reject.encode()),
-                ("detail", outcome.detail.encode()[:1000]),
-            ]
-            await self.outputs.send(
-                self.topics.dead_letter, message.value, key=message.key, headers=headers
-            )
+        topics = (self.topics.events, self.topics.dead_letter)
+        if await divert(self.outputs, self.metrics, topics, message, outcome):
             return
         assert outcome.event is not None
-        if outcome.rekey is not None:
-            await self.outputs.send(
-                self.topics.events,
-                message.value,
-                key=outcome.rekey.encode(),
-                headers=own_headers(message.headers),
-            )
-            return
         self.metrics.events.labels(type=outcome.event.type).inc()
         if outcome.duplicate:
             self.metrics.duplicates.inc()

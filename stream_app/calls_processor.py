@@ -44,6 +44,41 @@ def own_headers(headers: Any) -> Headers:
     return [(str(name), bytes(value or b"")) for name, value in headers]
 
 
+class Triage(Protocol):
+    reject: str | None
+    detail: str
+    late: bool
+    rekey: str | None
+
+
+async def divert(
+    outputs: Sender, metrics: Metrics, topics: tuple[str, str], message: Any, outcome: Triage
+) -> bool:
+    """A rejected input record to the dead-letter topic as it came, with why (headers); one
+    keyed by something else than its id back to the input under its id. True if either.
+    `topics`: (the input, its dead-letter topic)."""
+    if outcome.reject is not None:
+        metrics.rejected.labels(reason=outcome.reject).inc()
+        if outcome.late:
+            metrics.late.inc()
+        headers = [
+            *own_headers(message.headers),
+            ("reason", outcome.reject.encode()),
+            ("detail", outcome.detail.encode()[:1000]),
+        ]
+        await outputs.send(topics[1], message.value, key=message.key, headers=headers)
+        return True
+    if outcome.rekey is not None:
+        await outputs.send(
+            topics[0],
+            message.value,
+            key=outcome.rekey.encode(),
+            headers=own_headers(message.headers),
+        )
+        return True
+    return False
+
+
 class Sender(Protocol):
     """The worker's output producer (stream_app.outputs.Outputs)."""
 
@@ -237,26 +272,8 @@ class CallsProcessor:
             await self.outputs.send(self.topics.registry, b"{}", key=queue.encode(), partition=0)
         if new_queues:
             await self.outputs.flush()
-        if outcome.reject is not None:
-            self.metrics.rejected.labels(reason=outcome.reject).inc()
-            if outcome.late:
-                self.metrics.late.inc()
-            headers = [
-                *own_headers(message.headers),
-                ("reason", outcome.reject.encode()),
-                ("detail", outcome.detail.encode()[:1000]),
-            ]
-            await self.outputs.send(
-                self.topics.dead_letter, message.value, key=message.key, headers=headers
-            )
-            return
-        if outcome.rekey is not None:
-            await self.outputs.send(
-                self.topics.events,
-                message.value,
-                key=outcome.rekey.encode(),
-                headers=own_headers(message.headers),
-            )
+        topics = (self.topics.events, self.topics.dead_letter)
+        if await divert(self.outputs, self.metrics, topics, message, outcome):
             return
         assert outcome.event is not None
         self.metrics.events.labels(type=outcome.event.type).inc()

@@ -40,7 +40,7 @@ from stream_app.domain.agent_activity import (
     agent_interval_record,
 )
 from stream_app.domain.agent_events import parse_agent_event
-from stream_app.domain.clock import EventClock
+from stream_app.domain.clock import EventClock, PartitionClocks
 from stream_app.domain.events import Rejected, format_ts
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.model import AgentEvent
@@ -50,7 +50,6 @@ from stream_app.domain.windows import interval_closed, interval_start
 
 EXTRAS = ("s", "t", "d", "m")  # the stage's own entries of an agent's value
 
-PARTITION_TIME_KEY = "\x00stream-time"
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
 SEP = "\x1f"  # between an agent's id and a call's in the key of what the call means to it
 
@@ -67,7 +66,9 @@ class AgentOutcome:
     duplicate: bool = False
 
 
-class AgentsStage:
+class AgentsStage(PartitionClocks):
+    store: Store
+
     def __init__(
         self,
         store: Store,
@@ -91,26 +92,6 @@ class AgentsStage:
         self.loaded: dict[int, dict[str, tuple[AgentActivity, dict[str, Any]]]] = {}
         self.unsaved: dict[int, dict[str, set[str]]] = {}  # agents and their changed calls
         self.complete: set[int] = set()  # partitions whose every agent is loaded
-
-    # -- the partition's clock -------------------------------------------------------------------
-
-    def clock_of(self, partition: int) -> EventClock:
-        clock = self.clocks.get(partition)
-        if clock is None:
-            stored = self.store.get(PARTITION_TIME_KEY)
-            clock = EventClock() if stored is None else EventClock.from_json(stored)
-            self.clocks[partition] = clock
-        return clock
-
-    def stream_time(self, partition: int) -> int | None:
-        return self.clock_of(partition).newest
-
-    def save_stream_time(self, partition: int) -> None:
-        clock = self.clocks.get(partition)
-        if clock is not None and clock.newest is not None:
-            value = clock.to_json()
-            if self.store.get(PARTITION_TIME_KEY) != value:
-                self.store.set(PARTITION_TIME_KEY, value)
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)

@@ -29,13 +29,12 @@ from stream_app.domain.calls import (
     resend_all,
     stored_age,
 )
-from stream_app.domain.clock import EventClock
+from stream_app.domain.clock import EventClock, PartitionClocks
 from stream_app.domain.events import Rejected, parse_event
 from stream_app.domain.model import Event
 from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 
-PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
 RESERVED_PREFIX = "\x00"  # the stage's own keys (stream time, input position), never a call
 
 
@@ -60,7 +59,9 @@ class Swept:
     emissions: list[tuple[str, Emission]] = field(default_factory=list)
 
 
-class CallsStage:
+class CallsStage(PartitionClocks):
+    store: Store
+
     def __init__(
         self,
         store: Store,
@@ -83,27 +84,6 @@ class CallsStage:
         # Per partition, once a sweep scanned it: each call's (newest ts, finished), kept up to
         # date by every write, so later sweeps judge the calls without reading the table.
         self.ages: dict[int, dict[str, tuple[int, bool]]] = {}
-
-    def clock_of(self, partition: int) -> EventClock:
-        """The partition's event clock (restored from the table after a restart)."""
-        clock = self.clocks.get(partition)
-        if clock is None:
-            stored = self.store.get(PARTITION_TIME_KEY)
-            clock = EventClock() if stored is None else EventClock.from_json(stored)
-            self.clocks[partition] = clock
-        return clock
-
-    def stream_time(self, partition: int) -> int | None:
-        """The newest event ts seen on this partition: what lateness and retention count from."""
-        return self.clock_of(partition).newest
-
-    def save_stream_time(self, partition: int) -> None:
-        """Persist the partition's clock (from a tick: cheap, once a second at most)."""
-        clock = self.clocks.get(partition)
-        if clock is not None and clock.newest is not None:
-            value = clock.to_json()
-            if self.store.get(PARTITION_TIME_KEY) != value:
-                self.store.set(PARTITION_TIME_KEY, value)
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)

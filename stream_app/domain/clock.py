@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 LIVE_WINDOW_MS = 300_000  # an event this close to the wall clock is current
 
@@ -140,3 +140,41 @@ def _hear(heard: dict[int, Announcement], announcement: Announcement) -> None:
         heard[announcement.source] = announcement
     elif announcement.behind != last.behind:  # an older time, newer news about the backlog
         heard[announcement.source] = Announcement(last.source, last.time, announcement.behind)
+
+
+PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call or agent id looks like it
+
+
+class ClockStore(Protocol):
+    """The stage's table, on the partition of the record being processed."""
+
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class PartitionClocks:
+    """Each input partition's event clock, kept in the stage's table (a stage's base class)."""
+
+    store: ClockStore
+    clocks: dict[int, EventClock]
+
+    def clock_of(self, partition: int) -> EventClock:
+        """The partition's event clock (restored from the table after a restart)."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            stored = self.store.get(PARTITION_TIME_KEY)
+            clock = EventClock() if stored is None else EventClock.from_json(stored)
+            self.clocks[partition] = clock
+        return clock
+
+    def stream_time(self, partition: int) -> int | None:
+        """The newest event ts seen on this partition: what lateness and retention count from."""
+        return self.clock_of(partition).newest
+
+    def save_stream_time(self, partition: int) -> None:
+        """Persist the partition's clock (from a tick: cheap, once a second at most)."""
+        clock = self.clocks.get(partition)
+        if clock is not None and clock.newest is not None:
+            value = clock.to_json()
+            if self.store.get(PARTITION_TIME_KEY) != value:
+                self.store.set(PARTITION_TIME_KEY, value)

@@ -16,12 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app.domain.calls import CallState, Emission
-from stream_app.domain.calls_stage import (
-    PARTITION_TIME_KEY,
-    CallsStage,
-    Outcome,
-)
-from stream_app.domain.clock import EventClock
+from stream_app.domain.calls_stage import CallsStage, Outcome
+from stream_app.domain.clock import PARTITION_TIME_KEY, EventClock
 from stream_app.domain.events import REJECT_REASONS, format_ts
 from stream_app.domain.figures import Figures, interval_key
 from stream_app.domain.model import EMPTY, Contribution
