@@ -229,9 +229,12 @@ class AgentsProcessor:
         """The changed agents' projections, one record per queue (and chunk of entries), and
         the status of each whose status changed."""
         agents = self.changed.pop(partition, set())
+        open_from = self.delivered_time(partition)
         by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
         for agent_id in sorted(agents):
-            projections, status = self.agents.projections(agent_id, partition, self.wall())
+            projections, status = self.agents.projections(
+                agent_id, partition, self.wall(), open_from
+            )
             for queue, spans in projections:
                 by_queue.setdefault(queue, []).append((agent_id, spans))
             if status is not None:

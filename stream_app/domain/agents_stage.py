@@ -211,15 +211,18 @@ class AgentsStage(PartitionClocks):
     # -- to the queues stage ---------------------------------------------------------------------
 
     def projections(
-        self, agent_id: str, partition: int, wall_ms: int
+        self, agent_id: str, partition: int, wall_ms: int, open_from: int | None
     ) -> tuple[list[tuple[str, list[QueueSpan]]], dict[str, Any] | None]:
-        """Per queue the agent serves (or served when last told), its projected timeline
-        (empty for a queue it no longer serves within the horizon); and its `agent-status`
-        record when its status changed since the last one sent. Remembers what it told."""
+        """Per queue the agent serves (or served when last told), its projected timeline from
+        the horizon before `open_from` (the time up to which the queues stage may have closed
+        intervals; None: not known, so everything kept), empty for a queue it no longer
+        serves then; and its `agent-status` record when its status changed since the last one
+        sent. Remembers what it told. A replay drains the calls partitions unevenly, so the
+        partition's own stream time may be days past intervals still open."""
         activity, extras = self.load(agent_id, partition)
         now = self.stream_time(partition)
         before = set(extras.get("s", ()))
-        since = (now if now is not None else 0) - self.horizon_ms
+        since = -(2**62) if open_from is None else open_from - self.horizon_ms
         out: list[tuple[str, list[QueueSpan]]] = []
         told: list[str] = []
         for queue in sorted(served_queues(activity) | before):

@@ -470,3 +470,23 @@ def test_a_calls_partition_without_events_holds_nothing_back() -> None:
     run(proc, world, records)
     [told] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
     assert told == {"ap": 0, "st": at(100), "b": True}
+
+
+def test_projections_reach_back_from_the_least_time_still_open() -> None:
+    """A replay drains calls partitions unevenly: an agents partition's own time may be days
+    past intervals the queues stage has still to close, so its projections start a horizon
+    before the least time a calls partition still reading a backlog has delivered."""
+    world = World()
+    proc = agents_processor(world)  # a 26 h horizon
+    stage = proc.agents
+    world.store.current = 0
+    early = AgentCall("sales", talk=(at(60), at(90)))
+    stage.apply_calls("a1", [("c1", early)], at(3 * 86_400), WALL, 0)  # own time: day 3
+
+    def spans(open_from: int | None) -> list[Any]:
+        [(queue, projected)], _ = stage.projections("a1", 0, WALL, open_from)
+        assert queue == "sales"
+        return projected
+
+    assert spans(at(3 * 86_400)) == []  # a day-3 horizon leaves the call out
+    assert spans(at(100)) and spans(at(100)) == spans(None)  # a laggard at 100 s keeps it
