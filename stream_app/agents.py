@@ -193,8 +193,12 @@ def register(pipeline: Pipeline) -> None:
             agents_store,
             max_event_bytes=settings.max_event_bytes,
             retention_ms=settings.retention_ms,
-            # today's start at the latest, the interval still to close and its grace
-            horizon_ms=longest_day_ms(settings.zone) + 2 * settings.interval_ms + settings.grace_ms,
+            # A late call event revises a queue's interval up to the retention back: its agent
+            # figures need the agents' timelines that far too.
+            horizon_ms=max(
+                settings.retention_ms,
+                longest_day_ms(settings.zone) + 2 * settings.interval_ms + settings.grace_ms,
+            ),
             interval_ms=settings.interval_ms,
             grace_ms=settings.grace_ms,
         ),
