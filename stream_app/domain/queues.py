@@ -205,8 +205,11 @@ class QueueStage:
 
     def mark_dirty(self, queue: str, since: int, stream_now: int | None) -> None:
         """The intervals from `since` to stream time are to be published again: an agent's
-        timeline for the queue changed from `since` on (its occupancy, its staffed agents)."""
-        last = interval_start(max(since, stream_now or since), self.windows.interval_ms)
+        timeline for the queue changed from `since` on (its occupancy, its staffed agents).
+        Stream time not known yet (a restarted worker whose first records are agents'
+        timelines): every interval up to the retention after `since` (unclosed ones wait)."""
+        now = stream_now if stream_now is not None else since + self.windows.retention_ms
+        last = interval_start(max(since, now), self.windows.interval_ms)
         first = interval_start(
             max(since, last - self.windows.retention_ms), self.windows.interval_ms
         )

@@ -123,6 +123,21 @@ def test_an_agents_late_change_revises_a_published_interval_only_if_its_figures_
     assert stage.close_due("sales", late) == []
 
 
+def test_a_restarted_worker_marks_every_later_interval_before_it_knows_stream_time() -> None:
+    """After a restart the first records of a queue partition may be agents' timelines: with
+    no stream time yet, a change marks every interval after it, not the first one only."""
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30
+    late = at(60 * 60)
+    stage.close_due("sales", late)
+    spans = [[T0, "available", None], [at(1200), "on_call", None], [at(1500), "available", None]]
+    since = apply_agent(stage.store, "sales", "a1", spans, position=1 << 40)
+    assert since == T0
+    stage.mark_dirty("sales", since, None)
+    revised = dict(stage.close_due("sales", late))
+    second = revised[interval_key("sales", T0 + 15 * 60 * S)]
+    assert second["occupancy"] == 300 / 900 and second["revision"] == 1
+
+
 def test_the_queues_stage_reads_a_queues_agents_again_only_when_one_changed() -> None:
     stage, _ = sales_stage()
     store = stage.store
