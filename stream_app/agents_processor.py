@@ -269,10 +269,10 @@ class AgentsProcessor:
         none is behind, or there are no calls partitions, its own time."""
         if not self.topics.calls_partitions:
             return self.agents.stream_time(partition)
-        delivered = self.delivered.get(partition, {})
-        if len(delivered) < self.topics.calls_partitions:
+        told = self._told(partition)
+        if told is None:
             return None
-        behind = [st for st, backlog in delivered.values() if backlog]
+        behind = [st for st, backlog in told if backlog]
         if None in behind:
             return None  # a partition with a backlog and no event yet: its facts may be any time
         times = [st for st in behind if st is not None]
@@ -303,8 +303,31 @@ class AgentsProcessor:
         return worker
 
     async def sweep(self, partition: int) -> None:
-        st = self.agents.stream_time(partition)
-        if st is None or not self.sweeps.due(partition, st, self.wall()):
+        """Retention, counted from the least time of the calls partitions (as the queues
+        stage's sweeps are): a calls partition drained slower delivers facts of days its
+        agents' timelines must still cover, which the partition's own (newest) time would
+        already have forgotten."""
+        low = self.low_watermark(partition)
+        if low is None or not self.sweeps.due(partition, low, self.wall()):
             return
-        for agent_id in self.agents.sweep(partition):
+        for agent_id in self.agents.sweep(partition, low):
             self.changed.setdefault(partition, set()).add(agent_id)
+
+    def low_watermark(self, partition: int) -> int | None:
+        """The least time every calls partition has told this one (those without events
+        aside); None until each has told it (then nothing is forgotten); without calls
+        partitions, its own time."""
+        if not self.topics.calls_partitions:
+            return self.agents.stream_time(partition)
+        told = self._told(partition)
+        if told is None:
+            return None
+        times = [st for st, _ in told if st is not None]
+        return min(times) if times else self.agents.stream_time(partition)
+
+    def _told(self, partition: int) -> list[tuple[int | None, bool]] | None:
+        """What each calls partition last told this one (time, backlog); None until all have."""
+        delivered = self.delivered.get(partition, {})
+        if len(delivered) < self.topics.calls_partitions:
+            return None
+        return list(delivered.values())

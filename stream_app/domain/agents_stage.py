@@ -279,10 +279,11 @@ class AgentsStage(PartitionClocks):
 
     # -- retention -------------------------------------------------------------------------------
 
-    def sweep(self, partition: int) -> list[str]:
-        """Forget facts and published digests past the retention; the agents whose facts
-        changed (to be re-sent)."""
-        now = self.stream_time(partition)
+    def sweep(self, partition: int, low: int | None = None) -> list[str]:
+        """Forget facts and published digests past the retention, counted from `low` (the
+        least time of the calls partitions; default: the partition's own time); the agents
+        whose facts changed (to be re-sent)."""
+        now = self.stream_time(partition) if low is None else low
         if now is None:
             return []
         before = now - self.retention_ms

@@ -16,7 +16,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from stream_app.agents_processor import AgentsProcessor, AgentsTopics
 from stream_app.calls_processor import CallsProcessor, agent_partition
 from stream_app.domain.agent_activity import AgentCall
-from stream_app.domain.agents_stage import AgentPending, AgentsStage
+from stream_app.domain.agents_stage import AgentPending, AgentsStage, agent_update_record
 from stream_app.domain.events import format_ts
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.live import QueueNow, queue_now
@@ -490,3 +490,26 @@ def test_projections_reach_back_from_the_least_time_still_open() -> None:
 
     assert spans(at(3 * 86_400)) == []  # a day-3 horizon leaves the call out
     assert spans(at(100)) and spans(at(100)) == spans(None)  # a laggard at 100 s keeps it
+
+
+def test_retention_counts_from_the_least_time_of_the_calls_partitions() -> None:
+    """A calls partition drained days behind another still delivers facts its agents'
+    timelines must cover: the sweep keeps them, where the partition's own (newest) time
+    would have forgotten them."""
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, calls_partitions=2)
+    call = AgentCall("sales", talk=(at(60), at(90)))
+    late = at(60) + 2 * RETENTION
+    records = [
+        (TOPICS.updates, b"", orjson.dumps({"g": [], "st": late, "sp": 0, "b": True})),
+        (
+            TOPICS.updates,
+            b"",
+            orjson.dumps(agent_update_record([("a1", [("c1", call)])], at(90), 1, True)),
+        ),
+        ("agent-ticks", b"tick", b""),
+    ]
+    run(proc, world, records)
+    assert proc.low_watermark(0) == at(90)
+    assert "c1" in proc.agents.load("a1", 0)[0].calls
