@@ -68,9 +68,12 @@ class BothPositions:
             guard.save(partition)
 
 
-def agent_entries_record(queue: str, entries: list[tuple[str, list[QueueSpan]]]) -> bytes:
-    """A `queue-updates` record of agents' projections: {"q": queue, "g": [[agent, spans]]}."""
-    return orjson.dumps({"q": queue, "g": [[agent, spans] for agent, spans in entries]})
+def agent_entries_record(
+    queue: str, entries: list[tuple[str, list[QueueSpan]]], since: int | None
+) -> bytes:
+    """A `queue-updates` record of agents' projections: {"q": queue, "g": [[agent, spans]],
+    "f": from when the spans tell the timeline (null: whole)}."""
+    return orjson.dumps({"q": queue, "g": [[agent, spans] for agent, spans in entries], "f": since})
 
 
 class AgentsProcessor:
@@ -229,12 +232,10 @@ class AgentsProcessor:
         """The changed agents' projections, one record per queue (and chunk of entries), and
         the status of each whose status changed."""
         agents = self.changed.pop(partition, set())
-        open_from = self.delivered_time(partition)
+        since = self.agents.since(self.low_watermark(partition))
         by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
         for agent_id in sorted(agents):
-            projections, status = self.agents.projections(
-                agent_id, partition, self.wall(), open_from
-            )
+            projections, status = self.agents.projections(agent_id, partition, self.wall(), since)
             for queue, spans in projections:
                 by_queue.setdefault(queue, []).append((agent_id, spans))
             if status is not None:
@@ -242,7 +243,8 @@ class AgentsProcessor:
                 await self.outputs.send(self.topics.status, value, key=agent_id.encode())
         for queue, entries in by_queue.items():
             for first in range(0, len(entries), ENTRIES_PER_RECORD):
-                value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
+                chunk = entries[first : first + ENTRIES_PER_RECORD]
+                value = agent_entries_record(queue, chunk, since)
                 await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
         self.agents.save(partition)
 

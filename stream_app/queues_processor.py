@@ -153,7 +153,9 @@ class QueuesProcessor:
             self.owners.owns(data["q"], partition)
             for index, (agent_id, spans) in enumerate(data["g"]):
                 position = entry_position(message.offset, index)
-                since = apply_agent(self.state_store, data["q"], agent_id, spans, position)
+                since = apply_agent(
+                    self.state_store, data["q"], agent_id, spans, position, data.get("f")
+                )
                 if since is not None:  # the queue-metrics of the intervals it changed
                     self.queues.mark_dirty(data["q"], since, self.clock.newest)
             return

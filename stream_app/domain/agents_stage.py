@@ -210,23 +210,26 @@ class AgentsStage(PartitionClocks):
 
     # -- to the queues stage ---------------------------------------------------------------------
 
+    def since(self, low_watermark: int | None) -> int | None:
+        """From when projections are sent: the horizon before the least time of the calls
+        partitions (no fact can change the timelines before it: a calls partition rejects
+        events older than its retention); None (the whole timeline) until that is known."""
+        return None if low_watermark is None else low_watermark - self.horizon_ms
+
     def projections(
-        self, agent_id: str, partition: int, wall_ms: int, open_from: int | None
+        self, agent_id: str, partition: int, wall_ms: int, since: int | None
     ) -> tuple[list[tuple[str, list[QueueSpan]]], dict[str, Any] | None]:
         """Per queue the agent serves (or served when last told), its projected timeline from
-        the horizon before `open_from` (the time up to which the queues stage may have closed
-        intervals; None: not known, so everything kept), empty for a queue it no longer
-        serves then; and its `agent-status` record when its status changed since the last one
-        sent. Remembers what it told. A replay drains the calls partitions unevenly, so the
-        partition's own stream time may be days past intervals still open."""
+        `since` on (None: whole), empty for a queue it serves nowhere from there; and its
+        `agent-status` record when its status changed since the last one sent. Remembers what
+        it told."""
         activity, extras = self.load(agent_id, partition)
         now = self.stream_time(partition)
         before = set(extras.get("s", ()))
-        since = -(2**62) if open_from is None else open_from - self.horizon_ms
         out: list[tuple[str, list[QueueSpan]]] = []
         told: list[str] = []
         for queue in sorted(served_queues(activity) | before):
-            spans = project(activity, queue, since)
+            spans = project(activity, queue, -(2**62) if since is None else since)
             out.append((queue, spans))
             if spans:
                 told.append(queue)

@@ -3,9 +3,12 @@
 The agents stage (keyed by agent) owns each agent's whole activity; the queues stage (keyed by
 queue) needs, per queue, only when each of its agents was in which state while serving it. So
 per queue the agent serves, the agents stage sends the agent's timeline projected on that queue
-(`project`: logged_out while the agent does not serve it), and the queues stage keeps the
-latest projection per (queue, agent), replacing it whole, as it replaces a call's contribution.
-Agent counts, occupancy and staffed time of a queue are sums over these projections.
+(`project`: logged_out while the agent does not serve it) from a horizon on, and the queues stage
+keeps one timeline per (queue, agent): the projection replaces it from the projection's first
+span on, and what lies before stays (`apply_agent`). The agents stage counts its horizon from its
+own clocks, which run ahead of the queues stage's closing: what it no longer sends is what the
+queues stage may still have to close, so the queues stage forgets it only by its own retention
+(`prune`). Agent counts, occupancy and staffed time of a queue are sums over these timelines.
 """
 
 from __future__ import annotations
@@ -114,26 +117,57 @@ def roster_key(queue: str) -> str:
 
 
 def apply_agent(
-    store: Store, queue: str, agent_id: str, spans: Sequence[Sequence[Any]], position: int
+    store: Store,
+    queue: str,
+    agent_id: str,
+    spans: Sequence[Sequence[Any]],
+    position: int,
+    since: int | None = None,
 ) -> int | None:
-    """Replace the agent's timeline for `queue` (idempotent per position); the earliest
-    instant whose state it changed, None if none. The roster is brought in line first,
-    whatever the position: a crash may have kept only the other write."""
-    roster: list[str] = store.get(roster_key(queue)) or []
-    if bool(spans) != (agent_id in roster):
-        roster = sorted({*roster, agent_id} if spans else set(roster) - {agent_id})
-        store.set(roster_key(queue), roster)
+    """The agent's timeline for `queue` from `since` on (None: the whole timeline), merged into
+    the one kept (idempotent per position); the earliest instant whose state it changed, None
+    if none. The roster is brought in line first, whatever the position: a crash may have kept
+    only the other write."""
     key = agent_key(queue, agent_id)
     stored = store.get(key)
+    old: list[Any] = stored[1] if stored is not None else []
+    merged = merge(old, [list(span) for span in spans], since)
+    roster: list[str] = store.get(roster_key(queue)) or []
+    if bool(merged) != (agent_id in roster):
+        roster = sorted({*roster, agent_id} if merged else set(roster) - {agent_id})
+        store.set(roster_key(queue), roster)
     if stored is not None and stored[0] >= position:
         return None
-    old: list[Any] = stored[1] if stored is not None else []
-    if spans:
-        store.set(key, [position, spans])
+    if merged:
+        store.set(key, [position, merged])
     elif stored is not None:
         store.delete(key)
     store.set(version_key(queue), position)
-    return first_change(old, [list(span) for span in spans])
+    return first_change(old, merged)
+
+
+def merge(old: list[Any], new: list[Any], since: int | None) -> list[Any]:
+    """`old` up to where `new` (the timeline from `since` on: its first span is the one in
+    force at `since`, none when logged_out throughout) takes over; [] when the agent never
+    serves the queue in the result."""
+    if since is None:
+        merged = new
+    else:
+        cut = int(new[0][0]) if new else since
+        tail = new or [[since, "logged_out", None]]
+        merged = [span for span in old if int(span[0]) < cut]
+        if merged and merged[-1][1:] == tail[0][1:]:
+            tail = tail[1:]
+        merged.extend(tail)
+    return merged if any(span[1] != "logged_out" for span in merged) else []
+
+
+def prune(spans: list[Any], ts: int) -> list[Any]:
+    """The timeline from the span in force at `ts` on ([] when it never serves the queue
+    from there): what the queues stage keeps once nothing before `ts` can be closed again."""
+    index = bisect.bisect_right(cast(Any, spans), [ts, "\uffff"]) - 1
+    kept = spans[max(index, 0) :]
+    return kept if any(span[1] != "logged_out" for span in kept) else []
 
 
 def first_change(old: list[Any], new: list[Any]) -> int | None:
@@ -170,11 +204,11 @@ def queue_agents(store: Store, queue: str) -> list[QueueAgent]:
 def interval_agent_figures(agents: list[QueueAgent], start: int, end: int) -> dict[str, Any]:
     """The agent figures of a closed interval's `queue-metrics` record (contract §6) from the
     queue's agents (`queue_agents`): the queue's occupancy and mean agents staffed
-    (time-weighted); null for a queue no agent served (no agent facts: unknown, not 0)."""
-    if not agents:
-        return {"occupancy": None, "agents_staffed_avg": None}
+    (time-weighted); null when no agent was staffed for the queue in the interval (whether the
+    queue's agents were away or none is known: the figures do not depend on what is kept)."""
     time = state_time(agents, start, end, end)
-    return {"occupancy": time.occupancy, "agents_staffed_avg": time.staffed_ms / (end - start)}
+    staffed = time.staffed_ms / (end - start) if time.staffed_ms else None
+    return {"occupancy": time.occupancy, "agents_staffed_avg": staffed}
 
 
 def positions(store: Store, queue: str) -> tuple[list[str], int | None]:

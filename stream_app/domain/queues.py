@@ -12,7 +12,8 @@ midnight), so a fact costs two bucket writes, not three.
 One key-value store holds everything of a partition (the Faust table is partitioned like the
 input, so a queue's keys all live on the queue's partition):
   c␟queue␟call_id        → [offset, contribution, service_level_ms, short_abandon_ms]
-  b␟queue␟kind␟start     → [offset, figures, published_revision, waits, published figures]
+  b␟queue␟kind␟start     → [offset, figures, published_revision, waits, published figures,
+                             published agent figures [occupancy, agents_staffed_avg]]
                             kind: i interval, m minute;
                             a minute's waits (sorted) keep its longest wait exact under withdrawals
   q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts]}
@@ -274,8 +275,10 @@ class QueueStage:
         figures_json: Any,
         revision: int,
         agents: list[QueueAgent] | None = None,
+        agent_figures: list[Any] | None = None,
     ) -> tuple[str, dict[str, object]]:
-        """The interval's `queue-metrics` record; `agents`: the queue's, when read already."""
+        """The interval's `queue-metrics` record; `agents`: the queue's, when read already;
+        `agent_figures`: [occupancy, agents_staffed_avg] as published, not derived again."""
         # Imported here: the agents' module builds on this one (its store and separator).
         from stream_app.domain.queue_agents import interval_agent_figures
 
@@ -283,21 +286,27 @@ class QueueStage:
         figures = Figures.from_json(figures_json)
         record = interval_record(queue, start, end, figures, self.sla.for_queue(queue), revision)
         revision_field = record.pop("revision")
-        if agents is None:
-            agents = self.agents(queue)
-        record.update(interval_agent_figures(agents, start, end))
+        if agent_figures is not None:
+            record["occupancy"], record["agents_staffed_avg"] = agent_figures
+        else:
+            if agents is None:
+                agents = self.agents(queue)
+            record.update(interval_agent_figures(agents, start, end))
         record["revision"] = revision_field
         return interval_key(queue, start), record
 
     def published(self) -> list[tuple[str, dict[str, object]]]:
         """Every interval of this partition as last published: re-sent after a restart, since a
-        crash may have lost a send whose state change was kept (the topic is compacted)."""
+        crash may have lost a send whose state change was kept (the topic is compacted). Its
+        agent figures too as published: the agents' timelines kept now may no longer reach
+        back to an old interval, and a re-send must not change what it repeats."""
         out = []
         for key, value in self.store.items():
             if key.startswith("b" + SEP) and value[2] >= 0:
                 _, queue, kind, start = key.split(SEP)
                 if kind == "i":
-                    out.append(self._record(queue, int(start), value[4], value[2]))
+                    published = value[5] if len(value) > 5 else None
+                    out.append(self._record(queue, int(start), value[4], value[2], None, published))
         return out
 
     # -- reading windows (scrapes) --------------------------------------------------------------
@@ -361,8 +370,11 @@ class QueueStage:
             for start in value["d"]
         }
         doomed: list[str] = []
+        timelines: list[tuple[str, Any]] = []
         for key, value in entries:
-            if key.startswith("b" + SEP):
+            if key.startswith("g" + SEP):
+                timelines.append((key, value))
+            elif key.startswith("b" + SEP):
                 _, queue, kind, start = key.split(SEP)
                 begins = int(start)
                 if (queue, interval_start(begins, self.windows.interval_ms)) in unpublished:
@@ -376,7 +388,34 @@ class QueueStage:
                     doomed.append(key)
         for key in doomed:
             self.store.delete(key)
-        return len(doomed)
+        return len(doomed) + self._prune_agents(timelines, horizon, unpublished)
+
+    def _prune_agents(
+        self, timelines: list[tuple[str, Any]], horizon: int, unpublished: set[tuple[str, int]]
+    ) -> int:
+        """Agents' timelines (stream_app.domain.queue_agents) from the span in force at the
+        horizon on, or at the queue's first interval still to publish if earlier; an agent
+        who serves the queue nowhere after that leaves its roster."""
+        from stream_app.domain.queue_agents import prune, roster_key
+
+        first_open: dict[str, int] = {}
+        for queue, start in unpublished:
+            first_open[queue] = min(start, first_open.get(queue, start))
+        forgotten = 0
+        for key, (position, spans) in timelines:
+            _, queue, agent_id = key.split(SEP)
+            kept = prune(spans, min(horizon, first_open.get(queue, horizon)))
+            if kept == spans:
+                continue
+            forgotten += 1
+            if kept:
+                self.store.set(key, [position, kept])
+                continue
+            self.store.delete(key)
+            roster = self.store.get(roster_key(queue)) or []
+            if agent_id in roster:
+                self.store.set(roster_key(queue), [a for a in roster if a != agent_id])
+        return forgotten
 
 
 def _move_waits(waits: list[int], removes: list[Figures], adds: list[Figures]) -> None:

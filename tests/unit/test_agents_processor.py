@@ -472,24 +472,32 @@ def test_a_calls_partition_without_events_holds_nothing_back() -> None:
     assert told == {"ap": 0, "st": at(100), "b": True}
 
 
-def test_projections_reach_back_from_the_least_time_still_open() -> None:
+def test_projections_start_a_horizon_before_the_least_time_of_the_calls_partitions() -> None:
     """A replay drains calls partitions unevenly: an agents partition's own time may be days
-    past intervals the queues stage has still to close, so its projections start a horizon
-    before the least time a calls partition still reading a backlog has delivered."""
+    past intervals the queues stage has still to close. Its projections say from when they
+    tell the timeline (`f`), a horizon before the least time of the calls partitions, so the
+    queues stage keeps what lies before; until every calls partition told its time, whole."""
     world = World()
-    proc = agents_processor(world)  # a 26 h horizon
-    stage = proc.agents
-    world.store.current = 0
-    early = AgentCall("sales", talk=(at(60), at(90)))
-    stage.apply_calls("a1", [("c1", early)], at(3 * 86_400), WALL, 0)  # own time: day 3
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=2)
+    call = AgentCall("sales", talk=(at(60), at(90)))
+    facts = agent_update_record([("a1", [("c1", call)])], at(100), 1, True)
 
-    def spans(open_from: int | None) -> list[Any]:
-        [(queue, projected)], _ = stage.projections("a1", 0, WALL, open_from)
-        assert queue == "sales"
-        return projected
+    def projected(records: list[tuple[str, bytes, bytes]]) -> list[dict[str, Any]]:
+        world.sent.clear()
+        run(proc, world, records)
+        values = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
+        return [value for value in values if "g" in value]
 
-    assert spans(at(3 * 86_400)) == []  # a day-3 horizon leaves the call out
-    assert spans(at(100)) and spans(at(100)) == spans(None)  # a laggard at 100 s keeps it
+    tick = ("agent-ticks", b"tick", b"")
+    [whole] = projected([(TOPICS.updates, b"", orjson.dumps(facts)), tick])
+    assert whole["f"] is None  # calls partition 0 has not told its time yet
+    ahead = {"g": [], "st": at(3 * 86_400), "sp": 0, "b": True}
+    proc.changed.setdefault(0, set()).add("a1")
+    proc.checkpointed_at.clear()
+    [cut] = projected([(TOPICS.updates, b"", orjson.dumps(ahead)), tick])
+    assert cut["f"] == at(100) - proc.agents.horizon_ms  # calls partition 1 is at 100 s
+    assert cut["g"] == whole["g"] and cut["g"][0][1]
 
 
 def test_retention_counts_from_the_least_time_of_the_calls_partitions() -> None:

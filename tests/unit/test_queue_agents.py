@@ -1,5 +1,6 @@
 """An agent's timeline as one queue sees it (stream_app.domain.queue_agents): projection, the
-time per state it gives, and how the queues stage keeps it (replaced whole, once per position)."""
+time per state it gives, and how the queues stage keeps it (replaced from the projection's
+horizon on, once per position; forgotten by the queues stage's own retention)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from stream_app.domain.queue_agents import (
     agents_by_state,
     apply_agent,
     first_change,
+    merge,
     project,
     queue_agents,
     roster_key,
 )
 from tests.unit.dict_store import DictStore
-from tests.unit.test_queues import T0, at, sales_stage
+from tests.unit.test_queues import HOUR, RETENTION, T0, at, make, sales_stage, store_of
 
 S = 1000
 
@@ -153,3 +155,67 @@ def test_the_queues_stage_reads_a_queues_agents_again_only_when_one_changed() ->
     assert [agent.spans for agent in stage.agents("sales")] == [second, second]
     apply_agent(store, "sales", "a2", [], position=13)
     assert [agent.spans for agent in stage.agents("sales")] == [second]
+
+
+def test_a_restart_re_sends_an_intervals_agent_figures_as_published() -> None:
+    """The agents stage moves each timeline's horizon on; an interval published before a
+    restart is re-sent with the agent figures it went out with, not ones derived again from
+    timelines that no longer reach back to it (test_crash: occupancy null after a SIGKILL)."""
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30
+    late = at(60 * 60)
+    spans = [[T0, "available", None], [at(300), "on_call", None], [at(600), "available", None]]
+    apply_agent(stage.store, "sales", "a1", spans, position=1 << 40)
+    stage.mark_dirty("sales", T0, late)
+    sent = dict(stage.close_due("sales", late))
+    key = interval_key("sales", T0)
+    assert sent[key]["occupancy"] == 300 / 900
+    # Later the projection starts past the first interval: the horizon moved on.
+    moved = [[at(1800), "available", None]]
+    assert apply_agent(stage.store, "sales", "a1", moved, position=(1 << 40) + 1) is None
+    assert dict(stage.published()) == sent
+    assert dict(make(store_of(stage)).published()) == sent  # a restarted worker's
+
+
+def test_a_projection_replaces_the_timeline_from_its_horizon_on_and_keeps_what_is_before() -> None:
+    """The agents stage counts its horizon from its own clocks, ahead of the queues stage's
+    closing (test_crash's clean run closed a day of intervals with the agents cut away)."""
+    store = DictStore()
+    day1 = [[0, "available", None], [60 * S, "on_call", None], [90 * S, "logged_out", None]]
+    apply_agent(store, "sales", "a1", day1, position=1)
+    later = [[90 * S, "logged_out", None], [500 * S, "on_call", None]]
+    assert apply_agent(store, "sales", "a1", later, position=2, since=400 * S) == 500 * S
+    [kept] = queue_agents(store, "sales")
+    assert kept.spans == [*day1, [500 * S, "on_call", None]]
+    # Logged out from the horizon on: the agent stays (it served before), logged out now.
+    assert apply_agent(store, "sales", "a1", [], position=3, since=600 * S) == 600 * S
+    [kept] = queue_agents(store, "sales")
+    assert kept.spans[-1] == [600 * S, "logged_out", None] and kept.at(700 * S) == "logged_out"
+    assert store.get(roster_key("sales")) == ["a1"]
+
+
+def test_merge() -> None:
+    old = [[0, "available", None], [10, "on_call", None], [20, "available", None]]
+    assert merge(old, [[15, "not_ready", "break"]], 16) == [*old[:2], [15, "not_ready", "break"]]
+    assert merge(old, [[10, "on_call", None]], 12) == old[:2]  # the same from the horizon on
+    assert merge(old, [], 30) == [*old, [30, "logged_out", None]]
+    assert merge([], [], 30) == []  # never served the queue
+    assert merge(old, [[5, "logged_out", None]], None) == []  # a whole timeline replaces
+
+
+def test_the_queues_stage_forgets_agents_by_its_own_retention() -> None:
+    """A sweep keeps each timeline from the span in force at its horizon (or at the queue's
+    first interval still to publish); an agent who serves the queue nowhere from there
+    leaves its roster."""
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30, unpublished
+    store = stage.store
+    early = [[T0, "available", None], [at(600), "logged_out", None]]
+    busy = [[T0, "on_call", None], [T0 + 3 * HOUR, "available", None]]
+    apply_agent(store, "sales", "gone", early, position=1)
+    apply_agent(store, "sales", "stays", busy, position=2)
+    low = T0 + RETENTION + 4 * HOUR
+    stage.sweep(low)  # the two intervals still to publish keep everything
+    assert store.get(roster_key("sales")) == ["gone", "stays"]
+    stage.close_due("sales", at(3600))
+    stage.sweep(low)
+    assert store.get(roster_key("sales")) == ["stays"]
+    assert [agent.spans for agent in queue_agents(store, "sales")] == [busy[1:]]
