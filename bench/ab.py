@@ -27,10 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CPU = re.compile(r"worker CPU ([0-9.]+) s")
 
 
-def drain(tree: Path, days: int | None) -> subprocess.Popen[str]:
-    argv = [str(ROOT / ".venv/bin/python"), str(tree / "bench/drain.py")]
-    if days is not None:
-        argv += ["--days", str(days)]
+def drain(tree: Path, days: int) -> subprocess.Popen[str]:
+    argv = [str(ROOT / ".venv/bin/python"), str(tree / "bench/drain.py"), "--days", str(days)]
     env = dict(os.environ, PYTHONPATH=str(tree))
     return subprocess.Popen(
         argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -120,6 +120,13 @@ def valid_events(call_id: str, ts: int) -> list[dict[str, object]]:
     ]
 
 
+def any_char(rng: random.Random) -> str:
+    """Any printable-range code point but a lone surrogate: text read from a file (decoded
+    with errors="replace") never holds one; raw JSON tokens test those."""
+    code = rng.randrange(0x20, 0x30000 - 0x800)
+    return chr(code + 0x800 if code >= 0xD800 else code)
+
+
 def mutate_text(text: str, rng: random.Random) -> str:
     """A few characters inserted, deleted, replaced or repeated."""
     chars = list(text)
@@ -133,7 +140,7 @@ def mutate_text(text: str, rng: random.Random) -> str:
         elif op == 2:
             chars[min(at, len(chars) - 1)] = rng.choice(HOSTILE_CHARS)
         elif op == 3:
-            chars.insert(at, chr(rng.randrange(0x20, 0x30000)))
+            chars.insert(at, any_char(rng))
         else:
             chars[at:at] = chars[at : at + rng.randint(1, 8)] * rng.randint(1, 3)
     return "".join(chars)
