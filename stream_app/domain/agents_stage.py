@@ -17,7 +17,8 @@ once the partition's stream time is past its end plus the grace, with revision +
 published before and its figures differ. The digest of what was published is kept per interval.
 
 Stored per agent (key agent_id), beside its agent events: "s" the queues last told, "t" the
-status last sent, "d" dirty interval starts, "m" {interval start: [revision, digest]}; what each
+status last sent, "d" dirty interval starts, "h" the latest interval start marked, "m"
+{interval start: [revision, digest]}; what each
 call means to it under its own key (agent_id SEP call_id), so a checkpoint writes the calls
 that changed, not the agent's two days of calls.
 """
@@ -48,7 +49,7 @@ from stream_app.domain.queue_agents import QueueSpan, project, served_queues
 from stream_app.domain.queues import Store
 from stream_app.domain.windows import interval_closed, interval_start
 
-EXTRAS = ("s", "t", "d", "m")  # the stage's own entries of an agent's value
+EXTRAS = ("s", "t", "d", "m", "h")  # the stage's own entries of an agent's value
 
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
 SEP = "\x1f"  # between an agent's id and a call's in the key of what the call means to it
@@ -157,6 +158,20 @@ class AgentsStage(PartitionClocks):
         dirty = set(extras.get("d", ()))
         dirty.update(range(first, last + 1, self.interval_ms))
         extras["d"] = sorted(dirty)
+        extras["h"] = max(last, extras.get("h", last))
+
+    def _mark_staffed(self, activity: AgentActivity, extras: dict[str, Any], now: int) -> bool:
+        """An agent staffed since its last fact stays so without news: the intervals from the
+        latest one marked up to `now` are dirty too (else a quiet hour is never published)."""
+        high: int | None = extras.get("h")
+        current = interval_start(now, self.interval_ms)
+        if high is None or high >= current:
+            return False
+        if activity.at(high + self.interval_ms).state == "logged_out":
+            return False
+        extras["d"] = sorted({*extras.get("d", ()), *range(high, current + 1, self.interval_ms)})
+        extras["h"] = current
+        return True
 
     def process(
         self, key: bytes | None, raw: bytes | None, wall_ms: int, partition: int
@@ -254,6 +269,8 @@ class AgentsStage(PartitionClocks):
         has staffed time or was published before, and its figures differ from those published."""
         out: list[tuple[str, dict[str, object]]] = []
         for agent_id, (activity, extras) in self._all(partition).items():
+            if self._mark_staffed(activity, extras, now):
+                self._save(agent_id, partition)
             dirty: list[int] = extras.get("d", [])
             due = [
                 start

@@ -521,3 +521,15 @@ def test_retention_counts_from_the_least_time_of_the_calls_partitions() -> None:
     run(proc, world, records)
     assert proc.low_watermark(0) == at(90)
     assert "c1" in proc.agents.load("a1", 0)[0].calls
+
+
+def test_an_agent_staffed_without_new_facts_has_every_closed_interval_published() -> None:
+    """a1 is available from 420 s on and says nothing more; another agent's event moves the
+    partition's stream time two hours on: each interval a1 was staffed in is published."""
+    world = agents_after([agent_event("a2", "agent_ready", 2 * 3600)])
+    records = latest(world, TOPICS.metrics)
+    starts = [at(start) for start in range(0, 2 * 3600 - 15 * 60, 15 * 60)]
+    for start in starts[1:]:
+        a1 = records.get(f"a1|{format_ts(start)}")
+        assert a1 is not None, format_ts(start)
+        assert a1["available"] == 900.0
