@@ -232,7 +232,7 @@ class AgentsProcessor:
         """The changed agents' projections, one record per queue (and chunk of entries), and
         the status of each whose status changed."""
         agents = self.changed.pop(partition, set())
-        since = self.agents.since(self.low_watermark(partition))
+        since = self.agents.since(partition, self.low_watermark(partition))
         by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
         for agent_id in sorted(agents):
             projections, status = self.agents.projections(agent_id, partition, self.wall(), since)

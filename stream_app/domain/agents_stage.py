@@ -52,6 +52,7 @@ from stream_app.domain.windows import interval_closed, interval_start
 EXTRAS = ("s", "t", "d", "m", "h")  # the stage's own entries of an agent's value
 
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
+PRUNED_KEY = "\x00pruned"  # a partition's timelines are exact from this instant on (sweeps)
 SEP = "\x1f"  # between an agent's id and a call's in the key of what the call means to it
 
 
@@ -162,15 +163,17 @@ class AgentsStage(PartitionClocks):
 
     def _mark_staffed(self, activity: AgentActivity, extras: dict[str, Any], now: int) -> bool:
         """An agent staffed since its last fact stays so without news: the intervals from the
-        latest one marked up to `now` are dirty too (else a quiet hour is never published)."""
+        latest one marked up to `now` are dirty too (else a quiet hour is never published), as
+        far back as the retention (stream time may jump: a replay followed by a live feed)."""
         high: int | None = extras.get("h")
         current = interval_start(now, self.interval_ms)
         if high is None or high >= current:
             return False
-        if activity.at(high + self.interval_ms).state == "logged_out":
-            return False
-        extras["d"] = sorted({*extras.get("d", ()), *range(high, current + 1, self.interval_ms)})
         extras["h"] = current
+        if activity.at(high + self.interval_ms).state == "logged_out":
+            return True
+        first = max(high, interval_start(now - self.retention_ms, self.interval_ms))
+        extras["d"] = sorted({*extras.get("d", ()), *range(first, current + 1, self.interval_ms)})
         return True
 
     def process(
@@ -225,11 +228,16 @@ class AgentsStage(PartitionClocks):
 
     # -- to the queues stage ---------------------------------------------------------------------
 
-    def since(self, low_watermark: int | None) -> int | None:
+    def since(self, partition: int, low_watermark: int | None) -> int | None:
         """From when projections are sent: the horizon before the least time of the calls
         partitions (no fact can change the timelines before it: a calls partition rejects
-        events older than its retention); None (the whole timeline) until that is known."""
-        return None if low_watermark is None else low_watermark - self.horizon_ms
+        events older than its retention), never before what the sweeps left exact (a restarted
+        worker, or a retention shorter than the horizon); None: whole, nothing forgotten yet."""
+        pruned: int | None = self.store.get(PRUNED_KEY)
+        if low_watermark is None:
+            return pruned
+        since = low_watermark - self.horizon_ms
+        return since if pruned is None else max(since, pruned)
 
     def projections(
         self, agent_id: str, partition: int, wall_ms: int, since: int | None
@@ -307,6 +315,9 @@ class AgentsStage(PartitionClocks):
         if now is None:
             return []
         before = now - self.retention_ms
+        pruned = self.store.get(PRUNED_KEY)
+        if pruned is None or before > pruned:
+            self.store.set(PRUNED_KEY, before)
         changed: list[str] = []
         for agent_id, (activity, extras) in self._all(partition).items():
             facts = (len(activity.events), len(activity.calls))

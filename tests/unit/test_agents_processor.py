@@ -533,3 +533,31 @@ def test_an_agent_staffed_without_new_facts_has_every_closed_interval_published(
         a1 = records.get(f"a1|{format_ts(start)}")
         assert a1 is not None, format_ts(start)
         assert a1["available"] == 900.0
+
+
+def test_a_jump_of_stream_time_marks_a_staffed_agent_back_to_the_retention_only() -> None:
+    """A replay followed by a live feed moves stream time far on: an agent staffed since its
+    last fact has its intervals marked as far back as the retention, not every one between."""
+    world = agents_after([agent_event("a2", "agent_ready", 20 * 24 * 3600)])
+    a1 = [k for k in latest(world, TOPICS.metrics) if k.startswith("a1|")]
+    intervals = RETENTION // (15 * MIN)
+    assert intervals - 2 <= len(a1) <= intervals + 2  # the first interval, then the last two days
+
+
+def test_projections_never_reach_before_what_the_sweeps_left_exact() -> None:
+    """A sweep forgets facts before the retention: the timelines are exact from there on only,
+    so no projection (not even a restarted worker's whole one) tells the queues stage of an
+    earlier instant; the cut is kept in the table."""
+    world = World()
+    proc = agents_processor(world)  # a 26 h horizon, a 48 h retention
+    stage = proc.agents
+    world.store.current = 0
+    stage.apply_calls("a1", [("c1", AgentCall("sales", talk=(at(60), at(90))))], at(90), WALL, 0)
+    assert stage.since(0, None) is None  # nothing forgotten: whole
+    low = at(3 * 86_400)
+    stage.sweep(0, low)
+    assert stage.since(0, None) == low - RETENTION
+    assert stage.since(0, low) == low - 26 * HOUR  # the horizon, inside what is exact
+    assert stage.since(0, low - 30 * HOUR) == low - RETENTION  # never before it
+    restarted = agents_processor(world).agents
+    assert restarted.since(0, None) == low - RETENTION
