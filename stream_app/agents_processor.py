@@ -251,9 +251,15 @@ class AgentsProcessor:
     async def announce(self, partition: int) -> None:
         """From a tick, after the checkpoint sent what changed: the partition's clock to every
         queue partition, which closes no interval past it while it is behind. Behind: input
-        left to read, or a replay (its projections wait for the checkpoint)."""
+        left to read, a replay (its projections wait for the checkpoint), or not every calls
+        partition has told it its time yet (a worker starting on a backlog: the queues stage
+        would close its first intervals before any agent's timeline came)."""
         clock = self.agents.clock_of(partition)
-        behind = not self.caught_up(partition) or (clock.newest is not None and not clock.live)
+        behind = (
+            not self.caught_up(partition)
+            or (clock.newest is not None and not clock.live)
+            or (self.topics.calls_partitions > 0 and self._told(partition) is None)
+        )
         st = self.delivered_time(partition)
         last = self.announced.get(partition)
         wall = self.wall()

@@ -561,3 +561,16 @@ def test_projections_never_reach_before_what_the_sweeps_left_exact() -> None:
     assert stage.since(0, low - 30 * HOUR) == low - RETENTION  # never before it
     restarted = agents_processor(world).agents
     assert restarted.since(0, None) == low - RETENTION
+
+
+def test_an_agents_partition_not_yet_told_by_every_calls_partition_holds_closing_back() -> None:
+    """A worker starting on a backlog: until each calls partition has told an agents partition
+    its time, the agents partition cannot say up to when agents' facts are in (test_crash's
+    clean run published its first day with no agent figures)."""
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=2)
+    told = (TOPICS.updates, b"", orjson.dumps({"g": [], "st": at(100), "sp": 0, "b": False}))
+    run(proc, world, [told, ("agent-ticks", b"tick", b"")])
+    [first] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
+    assert first == {"ap": 0, "st": None, "b": True}
