@@ -570,7 +570,7 @@ def test_an_agents_partition_not_yet_told_by_every_calls_partition_holds_closing
     world = World()
     proc = agents_processor(world)
     proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=2)
-    told = (TOPICS.updates, b"", orjson.dumps({"g": [], "st": at(100), "sp": 0, "b": False}))
+    told = (TOPICS.updates, b"", orjson.dumps({"g": [], "st": None, "sp": 0, "b": False}))
     run(proc, world, [told, ("agent-ticks", b"tick", b"")])
     [first] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
     assert first == {"ap": 0, "st": None, "b": True}
