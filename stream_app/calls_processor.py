@@ -140,8 +140,13 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
+            # While a backlog is read, a partition's contributions wait for its checkpoint (a
+            # tick, a second at most): sent at each idle moment, a week of the month crossed
+            # the hop in 16,800 records for 47,000 events, each costing the queues stage far
+            # more to read than its entries to apply. On a live feed, or caught up, at once.
             for held in self.pending.partitions():
-                await self.send_pending(held)
+                if self.calls.clock_of(held).live or not self.behind(held):
+                    await self.send_pending(held)
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
