@@ -191,14 +191,15 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
-            for held in self.pending.partitions():
-                await self.send_contributions(held)
-            # What calls mean to agents waits for the checkpoint while a backlog is read: the
-            # agents stage sends nothing on before its own, and a record per idle moment costs
-            # it dearly. On a live feed or once caught up, it goes at once.
-            for held in list(self.agent_pending.by_partition):
+            # While a backlog is read, a partition's contributions wait for its checkpoint (a
+            # tick, a second at most): sent at each idle moment, a week of the month crossed
+            # the hop in 16,800 records for 47,000 events, each costing the queues stage far
+            # more to read than its entries to apply. On a live feed, or caught up, at once.
+            # So does what calls mean to agents (the agents stage sends nothing on before its
+            # own checkpoint anyway).
+            for held in sorted({*self.pending.partitions(), *self.agent_pending.by_partition}):
                 if self.calls.clock_of(held).live or not self.behind(held):
-                    await self.send_agent_updates(held)
+                    await self.send_pending(held)
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""

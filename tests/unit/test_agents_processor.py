@@ -345,9 +345,9 @@ def test_agent_updates_go_one_record_per_agents_partition() -> None:
 
 
 def test_agent_updates_wait_for_the_checkpoint_in_a_backlog_not_on_a_live_feed() -> None:
-    """An idle input sends the queues' contributions at once; what calls mean to agents too
-    on a live feed or once the input is read to its end, not while a backlog is read (the
-    agents stage would hold it until its checkpoint)."""
+    """An idle input sends the queues' contributions and what calls mean to agents at once on
+    a live feed or once the input is read to its end, not while a backlog is read (the agents
+    stage would hold it until its checkpoint anyway)."""
     for wall, highwater, at_once in ((WALL, None, False), (at(541), None, True), (WALL, 9, True)):
         world = World()
         if highwater is not None:
@@ -356,7 +356,7 @@ def test_agent_updates_wait_for_the_checkpoint_in_a_backlog_not_on_a_live_feed()
         calls.topics = dataclasses.replace(calls_test.TOPICS, agent_updates="agent-updates")
         calls.wall = lambda wall=wall: wall  # type: ignore[misc]
         calls_test.feed(calls, world, CALLS, idle=True)
-        assert sent(world, calls_test.TOPICS.updates)
+        assert bool(sent(world, calls_test.TOPICS.updates)) == at_once
         assert bool(sent(world, "agent-updates")) == at_once
         calls_test.tick(calls, world)
         updates = [orjson.loads(v) for _, v in sent(world, "agent-updates")]

@@ -244,13 +244,27 @@ def test_a_batch_sends_each_calls_latest_contribution_once_then_makes_it_durable
     ]
 
 
-def test_on_a_live_feed_contributions_go_as_soon_as_the_input_buffer_is_empty() -> None:
+def test_caught_up_contributions_go_as_soon_as_the_input_buffer_is_empty() -> None:
     world = World()
+    world.highwaters[0] = 1  # the record fed is the partition's last
     proc = processor(world, flush_every=100)
     feed(proc, world, CALL[:1], idle=True)
     [update] = world.updates()
     assert update.entries[0][1].waiting_since == at(0)
     assert not any(step.startswith("ack") for step in world.log)  # durable at the checkpoint
+
+
+def test_in_a_backlog_contributions_wait_for_the_checkpoint_even_when_the_buffer_is_empty() -> None:
+    """Small fetches empty the input buffer all the time while a backlog is read: a send at
+    each idle moment would cross the hop a record or more per call."""
+    world = World()
+    world.highwaters[0] = 1_000  # far more to read
+    proc = processor(world, flush_every=100)
+    feed(proc, world, CALL, idle=True)
+    assert world.updates() == []
+    tick(proc, world)
+    [update] = [u for u in world.updates() if u.queue is not None]
+    assert [call for call, _ in update.entries] == ["c1"]
 
 
 def test_a_tick_sends_the_contributions_before_the_clock_that_vouches_for_them() -> None:
