@@ -59,6 +59,17 @@ def per_queue(metric: str, *, window: str | None = None) -> str:
     return f"max by (queue) ({metric}{matchers(**labels)})"
 
 
+BUSY_STATES = ("ringing", "on_call", "after_call_work")  # contract §6: busy
+ANSWERING_STATES = ("available", *BUSY_STATES)  # agents who can answer (Erlang C counts them)
+
+
+def agents_in(*states: str) -> str:
+    """Agents serving each selected queue now in any of `states` (one series per queue; as
+    `per_queue`, a queue held by two workers for a scrape counts once)."""
+    selector = f'callcenter_agents{{queue=~"$queue", state=~"{"|".join(states)}"}}'
+    return f"sum by (queue) (max by (queue, state) ({selector}))"
+
+
 def sum_rate(metric: str, by: Sequence[str] = (), **labels: str) -> str:
     """A counter's rate summed over the workers (each event is counted by one worker only)."""
     grouping = f" by ({', '.join(by)})" if by else ""
@@ -306,10 +317,10 @@ def trend(title: str, unit: str, *, description: str = "") -> timeseries.Panel:
     )
 
 
-def dashed_targets(panel: timeseries.Panel) -> timeseries.Panel:
-    """Series whose legend ends in `target` drawn as thin dashed lines."""
+def dashed_targets(panel: timeseries.Panel, suffix: str = "target") -> timeseries.Panel:
+    """Series whose legend ends in `suffix` drawn as thin dashed lines."""
     return panel.override_by_regexp(
-        ".* target$",
+        f".* {suffix}$",
         [
             model.DynamicConfigValue(
                 id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}

@@ -7,11 +7,14 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.common import (
+    ANSWERING_STATES,
+    BUSY_STATES,
     NEUTRAL,
     PROMETHEUS,
     TAG,
     UIDS,
     PanelBuilder,
+    agents_in,
     dashed_targets,
     finish,
     last_value,
@@ -21,6 +24,7 @@ from grafana.common import (
     per_queue,
     query,
     queue_variable,
+    stacked,
     steps,
     table_panel,
     trend,
@@ -146,6 +150,45 @@ def _trends() -> list[PanelBuilder]:
     ]
 
 
+def _staffing() -> list[PanelBuilder]:
+    occupancy = (
+        _with_target(
+            "Occupancy ($window)",
+            "percentunit",
+            "callcenter_occupancy_ratio",
+            "callcenter_sla_max_occupancy_ratio",
+            "Busy time / (busy + available time) of the queue's agents; not-ready time "
+            "excluded. Dashed: the queue's limit (SLA_CONFIG max_occupancy).",
+        )
+        .min(0)
+        .max(1)
+        .span(12)
+        .height(8)
+    )
+    staffed = dashed_targets(
+        trend(
+            "Agents answering against required (now)",
+            "none",
+            description="Agents available or busy per queue, and the fewest Erlang C says "
+            "meet the queue's service-level target with the last 15 minutes' calls and the "
+            "last hour's AHT (dashed).",
+        )
+        .with_target(query(agents_in(*ANSWERING_STATES), "A", "{{queue}}"))
+        .with_target(query(per_queue("callcenter_agents_required"), "B", "{{queue}} required")),
+        suffix="required",
+    )
+    by_state = trend(
+        "Agents by state (now, selected queues)",
+        "none",
+        description="Agents serving the selected queues per state; one serving two counts twice.",
+    ).stacking(stacked())
+    for ref, state in zip("ABCDE", ("available", *BUSY_STATES, "not_ready"), strict=True):
+        by_state = by_state.with_target(
+            query(f"sum({agents_in(state)})", ref, state.replace("_", " "))
+        )
+    return [occupancy, staffed.min(0).span(12).height(8), by_state.min(0).span(24).height(8)]
+
+
 def _today_table() -> PanelBuilder:
     panel = table_panel(
         "Today per queue",
@@ -239,6 +282,9 @@ def build() -> model.Dashboard:
         .with_row(dashboard.Row("Trends ($window window)"))
     )
     for panel in _trends():
+        board = board.with_panel(panel)
+    board = board.with_row(dashboard.Row("Agents and staffing"))
+    for panel in _staffing():
         board = board.with_panel(panel)
     board = board.with_row(dashboard.Row("Today per queue")).with_panel(_today_table())
     board = board.with_row(dashboard.Row("Answer speed"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.common import (
+    BUSY_STATES,
     GREEN,
     RED,
     TAG,
@@ -13,6 +15,7 @@ from grafana.common import (
     PanelBuilder,
     against_limits,
     against_target,
+    agents_in,
     big_stat,
     finish,
     links,
@@ -24,7 +27,7 @@ from grafana.common import (
     window_variable,
 )
 
-TILE_W, TILE_H, HEADER_H = 4, 5, 4
+TILE_W, TILE_H, HEADER_H = 3, 5, 4
 
 
 def _header() -> list[PanelBuilder]:
@@ -132,6 +135,22 @@ def _tiles() -> list[PanelBuilder]:
             decimals=1,
             description="(Abandoned - short abandoned) / offered. Green: at or below the queue's target.",
         ),
+        big_stat("Agents", "none", decimals=0)
+        .description(
+            "Agents serving the queue now: available, busy (ringing, on a call or in after-call "
+            "work) and not ready. An agent serving several queues counts in each."
+        )
+        .with_target(query(agents_in("available"), "A", "available", instant=True))
+        .with_target(query(agents_in(*BUSY_STATES), "B", "busy", instant=True))
+        .with_target(query(agents_in("not_ready"), "C", "not ready", instant=True))
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME),
+        big_stat("Expected wait", "s", decimals=0)
+        .description(
+            "What a caller joining now can expect to wait: 0 while agents available outnumber "
+            "the calls waiting, else from the calls ahead, the agents answering and the last "
+            "hour's AHT. Empty without agents answering or calls handled in the last hour."
+        )
+        .with_target(query(per_queue("callcenter_expected_wait_seconds"), instant=True)),
     ]
     return [tile.height(TILE_H).span(TILE_W) for tile in tiles]
 

@@ -1,4 +1,5 @@
-"""The data flow as Faust agents: call-events → calls → queue-updates → queues → queue-metrics.
+"""The data flow as Faust agents: call-events → calls → queue-updates → queues → queue-metrics,
+and agent-events (+ agent-updates from calls) → agents → queue-updates → queues.
 
 The calls stage combines what crosses to the queues stage: each call's latest contribution per
 queue, one record per queue, before each checkpoint and whenever its input buffer runs dry
@@ -18,8 +19,10 @@ import faust
 from faust.streams import Stream
 from faust.types import TP
 
+from stream_app.agents_processor import UPDATES_POSITION_KEY, AgentsProcessor, AgentsTopics
 from stream_app.calls_processor import CallsProcessor, CallsTopics
 from stream_app.checkpoint import stop_on_failure
+from stream_app.domain.agents_stage import AgentsStage
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import EventClock
 from stream_app.domain.positions import POSITION_KEY
@@ -32,7 +35,8 @@ from stream_app.live_state import LivePublisher
 from stream_app.outputs import Outputs
 from stream_app.queue_registry import QueueRegistry
 from stream_app.queues_processor import QueuesProcessor
-from stream_app.tables import BufferedStore, create_tables
+from stream_app.settings import longest_day_ms
+from stream_app.tables import BufferedStore, changelog_table, create_tables
 
 if TYPE_CHECKING:
     from stream_app.app import Pipeline
@@ -56,6 +60,12 @@ def register(pipeline: Pipeline) -> None:
     calls_ticks = app.topic(topic("calls-ticks"), **raw)
     queue_ticks = app.topic(topic("queue-ticks"), **raw)
     queue_updates = app.topic(topic("queue-updates"), **raw)
+    agents_in = app.topic(
+        topic("agent-events"), topic("agent-updates"), topic("agent-ticks"), **raw
+    )
+    agent_events = app.topic(topic("agent-events"), **raw)
+    agent_ticks = app.topic(topic("agent-ticks"), **raw)
+    agent_updates = app.topic(topic("agent-updates"), **raw)
     # Records to other topics and the tables' changelogs go through the worker's own producer,
     # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
     # use Faust's.
@@ -65,6 +75,9 @@ def register(pipeline: Pipeline) -> None:
         app,
         calls_partitions=pipeline.partitions[topic("call-events")],
         queue_partitions=pipeline.partitions[topic("queue-updates")],
+    )
+    agents_table = changelog_table(
+        app, "agents", pipeline.partitions[topic("agent-events")], "agent activity, by agent_id"
     )
     clock = EventClock()  # the worker's: its calls events, and what calls partitions announce
 
@@ -78,6 +91,11 @@ def register(pipeline: Pipeline) -> None:
     queues_store = BufferedStore(
         queues_table,
         flush_rank=lambda key: 9 if key == POSITION_KEY else QueueStage.flush_rank(key),
+        send=send_changelog,
+    )
+    agents_store = BufferedStore(
+        agents_table,
+        flush_rank=lambda key: int(key in (POSITION_KEY, UPDATES_POSITION_KEY)),
         send=send_changelog,
     )
     probe = LogProbe(settings)
@@ -124,6 +142,7 @@ def register(pipeline: Pipeline) -> None:
         clock,
         metrics_topic=topic("queue-metrics"),
         calls_partitions=pipeline.partitions[topic("call-events")],
+        agents_partitions=pipeline.partitions[topic("agent-updates")],
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
         ),
@@ -146,6 +165,8 @@ def register(pipeline: Pipeline) -> None:
             updates=topic("queue-updates"),
             registry=topic("queue-registry"),
             update_partitions=pipeline.partitions[topic("queue-updates")],
+            agent_updates=topic("agent-updates"),
+            agent_partitions=pipeline.partitions[topic("agent-updates")],
         ),
         highwater=lambda partition: app.consumer.highwater(
             TP(call_events.get_topic_name(), partition)
@@ -153,6 +174,56 @@ def register(pipeline: Pipeline) -> None:
         sweeps=SweepSchedule(
             wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
         ),
+    )
+
+    def agents_caught_up(partition: int) -> bool:
+        """Both inputs of an agents partition read to their ends (as the consumer knows)."""
+        guards = (
+            (agent_events, agents_processor.events_guard),
+            (agent_updates, agents_processor.updates_guard),
+        )
+        for source, guard in guards:
+            highwater = app.consumer.highwater(TP(source.get_topic_name(), partition))
+            if highwater is None or guard.next_offset(partition) < highwater:
+                return False
+        return True
+
+    agents_processor = AgentsProcessor(
+        AgentsStage(
+            agents_store,
+            max_event_bytes=settings.max_event_bytes,
+            retention_ms=settings.retention_ms,
+            # A late call event revises a queue's interval up to the retention back: its agent
+            # figures need the agents' timelines that far too.
+            horizon_ms=max(
+                settings.retention_ms,
+                longest_day_ms(settings.zone) + 2 * settings.interval_ms + settings.grace_ms,
+            ),
+            interval_ms=settings.interval_ms,
+            grace_ms=settings.grace_ms,
+        ),
+        agents_store,
+        outputs,
+        InputGuard(app, agents_store, topic("agent-events"), probe),
+        InputGuard(
+            app, agents_store, topic("agent-updates"), probe, position_key=UPDATES_POSITION_KEY
+        ),
+        metrics,
+        AgentsTopics(
+            events=topic("agent-events"),
+            dead_letter=topic("agent-events-dlq"),
+            updates=topic("agent-updates"),
+            queue_updates=topic("queue-updates"),
+            status=topic("agent-status"),
+            metrics=topic("agent-metrics"),
+            queue_partitions=pipeline.partitions[topic("queue-updates")],
+            calls_partitions=pipeline.partitions[topic("call-events")],
+        ),
+        sweeps=SweepSchedule(
+            wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
+        ),
+        worker_clock=clock,
+        caught_up=agents_caught_up,
     )
 
     @app.agent(events_in, concurrency=1)
@@ -170,12 +241,21 @@ def register(pipeline: Pipeline) -> None:
             tick = event.message.topic != queue_updates.get_topic_name()
             await queues_processor.on_record(event, tick=tick)
 
+    @app.agent(agents_in, concurrency=1)
+    @stop_on_failure("agents")
+    async def process_agents(stream: faust.StreamT[bytes]) -> None:
+        idle = cast(Any, stream).channel.queue.empty
+        async for event in cast(Stream[bytes], stream).noack().events():
+            await agents_processor.on_record(event, idle=idle)
+
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:
             if tp.topic == call_events.get_topic_name():
                 calls_processor.revoked(tp.partition)
             if tp.topic == queue_updates.get_topic_name():
                 queues_processor.revoked(tp.partition)
+            if tp.topic == agent_events.get_topic_name():
+                agents_processor.revoked(tp.partition)
 
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
         for tp in assigned:
@@ -185,6 +265,8 @@ def register(pipeline: Pipeline) -> None:
                 queues_processor.assigned(tp.partition)
             if tp.topic == queue_ticks.get_topic_name():
                 queues_processor.assigned_ticks(tp.partition)
+            if tp.topic == agent_events.get_topic_name():
+                agents_processor.assigned(tp.partition)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
@@ -192,6 +274,10 @@ def register(pipeline: Pipeline) -> None:
     @app.timer(interval=1.0, on_leader=True)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         """Ticks into every partition of both stages, so idle partitions still close and sweep."""
-        for ticks, name in ((calls_ticks, "call-events"), (queue_ticks, "queue-updates")):
+        for ticks, name in (
+            (calls_ticks, "call-events"),
+            (queue_ticks, "queue-updates"),
+            (agent_ticks, "agent-events"),
+        ):
             for partition in range(pipeline.partitions[topic(name)]):
                 await ticks.send(key=b"tick", value=b"", partition=partition)

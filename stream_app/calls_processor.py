@@ -12,13 +12,16 @@ contributions it vouches for) and its retention.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from stream_app.checkpoint import Checkpoint
+from stream_app.domain.agents_stage import AgentPending, agent_update_record
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import wall_ms
@@ -27,6 +30,7 @@ from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
 
 REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
+AGENTS_CLOCK_EVERY_MS = 5_000  # in a replay, how often its clock goes to the agents partitions
 FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
 Headers = list[tuple[str, bytes]]
 
@@ -38,6 +42,41 @@ def own_headers(headers: Any) -> Headers:
     if isinstance(headers, Mapping):
         return list(headers.items())
     return [(str(name), bytes(value or b"")) for name, value in headers]
+
+
+class Triage(Protocol):
+    reject: str | None
+    detail: str
+    late: bool
+    rekey: str | None
+
+
+async def divert(
+    outputs: Sender, metrics: Metrics, topics: tuple[str, str], message: Any, outcome: Triage
+) -> bool:
+    """A rejected input record to the dead-letter topic as it came, with why (headers); one
+    keyed by something else than its id back to the input under its id. True if either.
+    `topics`: (the input, its dead-letter topic)."""
+    if outcome.reject is not None:
+        metrics.rejected.labels(reason=outcome.reject).inc()
+        if outcome.late:
+            metrics.late.inc()
+        headers = [
+            *own_headers(message.headers),
+            ("reason", outcome.reject.encode()),
+            ("detail", outcome.detail.encode()[:1000]),
+        ]
+        await outputs.send(topics[1], message.value, key=message.key, headers=headers)
+        return True
+    if outcome.rekey is not None:
+        await outputs.send(
+            topics[0],
+            message.value,
+            key=outcome.rekey.encode(),
+            headers=own_headers(message.headers),
+        )
+        return True
+    return False
 
 
 class Sender(Protocol):
@@ -91,6 +130,14 @@ class CallsTopics:
     updates: str
     registry: str
     update_partitions: int  # every one of them hears each calls partition's clock
+    agent_updates: str | None = None  # what calls mean to agents, to the agents stage
+    agent_partitions: int = 1  # of agent-updates (and agent-events: co-partitioned)
+
+
+def agent_partition(agent_id: str, partitions: int) -> int:
+    """The partition a record keyed by `agent_id` goes to (Kafka's default partitioner): the
+    agents stage's partition of that agent, as its `agent-events` are partitioned."""
+    return int(murmur2(agent_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class CallsProcessor:
@@ -120,8 +167,12 @@ class CallsProcessor:
         self.sweeps = sweeps
         self.wall = wall
         self.pending = Pending()  # contributions applied, not sent yet
+        self.agent_pending = AgentPending()  # what calls mean to agents, not sent yet
         # per partition: (stream time, behind, wall) last announced
         self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
+        # per partition: (stream time, behind, wall) last told to the agents partitions
+        self.told_agents: dict[int, tuple[int | None, bool, int]] = {}
         self.checkpoint = Checkpoint(
             outputs, state, guard, every=flush_every, before=self.send_pending
         )
@@ -144,13 +195,18 @@ class CallsProcessor:
             # tick, a second at most): sent at each idle moment, a week of the month crossed
             # the hop in 16,800 records for 47,000 events, each costing the queues stage far
             # more to read than its entries to apply. On a live feed, or caught up, at once.
-            for held in self.pending.partitions():
+            # So does what calls mean to agents (the agents stage sends nothing on before its
+            # own checkpoint anyway).
+            for held in sorted({*self.pending.partitions(), *self.agent_pending.by_partition}):
                 if self.calls.clock_of(held).live or not self.behind(held):
                     await self.send_pending(held)
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
-        await self.send_pending(partition)  # what the announced time vouches for goes first
+        # What the announced time vouches for goes first (the agents partitions told the time
+        # with facts need not hear it again).
+        await self.send_contributions(partition)
+        told = await self.send_agent_updates(partition)
         st, seen_at, behind = self.clock_of(partition)
         self.calls.save_stream_time(partition)
         last = self.announced.get(partition)
@@ -163,11 +219,34 @@ class CallsProcessor:
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(self.topics.update_partitions):
                 await self.outputs.send(self.topics.updates, watermark, partition=target)
+        await self.tell_agents_partitions(partition, st, behind, told, wall)
         await self.sweep(partition)
+
+    async def tell_agents_partitions(
+        self, partition: int, st: int | None, behind: bool, told: set[int], wall: int
+    ) -> None:
+        """The partition's time to every agents partition not told it with facts just now, so
+        each knows up to when this partition's facts are in (it holds the queues' closing back
+        to that). On a live feed at each change; in a replay, whose agents stage checkpoints
+        every few seconds only, at most every AGENTS_CLOCK_EVERY_MS; unchanged, once a minute."""
+        if self.topics.agent_updates is None:
+            return
+        last = self.told_agents.get(partition)
+        if last is not None and last[1] == behind:  # news of the backlog goes at once
+            changed = last[0] != st
+            due = self.calls.clock_of(partition).live or wall - last[2] >= AGENTS_CLOCK_EVERY_MS
+            if not (changed and due) and wall - last[2] < REANNOUNCE_EVERY_MS:
+                return
+        self.told_agents[partition] = (st, behind, wall)
+        clock_only = orjson.dumps(agent_update_record([], st, partition, behind))
+        for target in range(self.topics.agent_partitions):
+            if target not in told:
+                await self.outputs.send(self.topics.agent_updates, clock_only, partition=target)
 
     def assigned(self, partition: int) -> None:
         """Its state is read afresh from the recovered table."""
         self.announced.clear()  # every partition announces itself again at its next tick
+        self.told_agents.clear()
         self._forget(partition)
 
     def revoked(self, partition: int) -> None:
@@ -180,6 +259,8 @@ class CallsProcessor:
         self.state.drop(partition)
         self.guard.forget(partition)
         self.pending.drop(partition)
+        self.agent_pending.drop(partition)
+        self.ends.pop(partition, None)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -192,26 +273,8 @@ class CallsProcessor:
             await self.outputs.send(self.topics.registry, b"{}", key=queue.encode(), partition=0)
         if new_queues:
             await self.outputs.flush()
-        if outcome.reject is not None:
-            self.metrics.rejected.labels(reason=outcome.reject).inc()
-            if outcome.late:
-                self.metrics.late.inc()
-            headers = [
-                *own_headers(message.headers),
-                ("reason", outcome.reject.encode()),
-                ("detail", outcome.detail.encode()[:1000]),
-            ]
-            await self.outputs.send(
-                self.topics.dead_letter, message.value, key=message.key, headers=headers
-            )
-            return
-        if outcome.rekey is not None:
-            await self.outputs.send(
-                self.topics.events,
-                message.value,
-                key=outcome.rekey.encode(),
-                headers=own_headers(message.headers),
-            )
+        topics = (self.topics.events, self.topics.dead_letter)
+        if await divert(self.outputs, self.metrics, topics, message, outcome):
             return
         assert outcome.event is not None
         self.metrics.events.labels(type=outcome.event.type).inc()
@@ -219,6 +282,8 @@ class CallsProcessor:
             self.metrics.duplicates.inc()
         if outcome.emission is not None:
             await self.emit(outcome.event.call_id, outcome.emission, message.partition)
+        if outcome.agents and self.topics.agent_updates is not None:
+            self.agent_pending.add(message.partition, outcome.event.call_id, outcome.agents)
 
     async def emit(self, call_id: str, emission: Emission, partition: int) -> None:
         self.pending.add(partition, call_id, emission.contributions)
@@ -228,12 +293,38 @@ class CallsProcessor:
             )
 
     async def send_pending(self, partition: int) -> None:
+        """What the partition holds back: before its checkpoint (it must be durable first)."""
+        await self.send_contributions(partition)
+        await self.send_agent_updates(partition)
+
+    async def send_contributions(self, partition: int) -> None:
         """The partition's pending contributions, one record per queue: before its checkpoint
-        (they must be durable first) and whenever the stage's input buffer runs dry."""
+        and whenever the stage's input buffer runs dry."""
         st, seen_at, behind = self.clock_of(partition)
         for queue, entries in self.pending.take(partition):
             value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))
             await self.outputs.send(self.topics.updates, value, key=queue.encode())
+
+    async def send_agent_updates(self, partition: int) -> set[int]:
+        """What the partition's changed calls mean to their agents, one record per agents
+        partition: before its checkpoint, and when the input runs dry on a live feed or with
+        nothing left to read. Returns the agents partitions it sent to."""
+        if self.topics.agent_updates is None:
+            self.agent_pending.drop(partition)
+            return set()
+        pending = self.agent_pending.take(
+            partition,
+            functools.partial(agent_partition, partitions=self.topics.agent_partitions),
+        )
+        if not pending:
+            return set()
+        st, _, behind = self.clock_of(partition)
+        told: set[int] = set()
+        for to, agents in pending:
+            value = orjson.dumps(agent_update_record(agents, st, partition, behind))
+            await self.outputs.send(self.topics.agent_updates, value, partition=to)
+            told.add(to)
+        return told
 
     async def sweep(self, partition: int) -> None:
         """Retention of the partition when due, from its ticks and its records: in a fast
@@ -249,9 +340,19 @@ class CallsProcessor:
     # -- the partition's clock -----------------------------------------------------------------
 
     def behind(self, partition: int) -> bool:
-        """Whether records of the partition wait to be applied (or nothing is known)."""
+        """Whether records of the partition wait to be applied (or nothing is known). The end
+        last asked of the consumer is kept: it only grows, so while the position is below it
+        the partition is behind without asking again (asking costs a trip through the
+        consumer's thread, and a replay asks on every idle moment)."""
+        position = self.guard.next_offset(partition)
+        end = self.ends.get(partition)
+        if end is not None and position < end:
+            return True
         highwater = self.highwater(partition)
-        return highwater is None or self.guard.next_offset(partition) < highwater
+        if highwater is None:
+            return True
+        self.ends[partition] = highwater
+        return position < highwater
 
     def clock_of(self, partition: int) -> tuple[int | None, int | None, bool]:
         """What the partition announces: its newest event ts, the wall time it saw it, and

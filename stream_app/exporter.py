@@ -147,6 +147,26 @@ class QueueCollector(Collector):
         sla_families = {
             attr: GaugeMetricFamily(name, doc, labels=["queue"]) for name, doc, attr in SLA_GAUGES
         }
+        agents = GaugeMetricFamily(
+            "callcenter_agents",
+            "Agents serving the queue now, per state (queues with agent facts only).",
+            labels=["queue", "state"],
+        )
+        occupancy = GaugeMetricFamily(
+            "callcenter_occupancy_ratio",
+            "Busy / (busy + available) time of the queue's agents in the window.",
+            labels=["queue", "window"],
+        )
+        expected_wait = GaugeMetricFamily(
+            "callcenter_expected_wait_seconds",
+            "Estimated wait of a caller joining the queue now.",
+            labels=["queue"],
+        )
+        required = GaugeMetricFamily(
+            "callcenter_agents_required",
+            "Erlang C: fewest agents reaching the target service level at the current load.",
+            labels=["queue"],
+        )
         now = self.stream_now()
         if now is not None:
             for queue in self.owned_queues():
@@ -161,7 +181,17 @@ class QueueCollector(Collector):
                     oldest.add_metric([queue], state.oldest_waiting_seconds)
                 for attr, family in sla_families.items():
                     family.add_metric([queue], float(getattr(state.targets, attr)))
+                for count_state, count in (state.agents or {}).items():
+                    agents.add_metric([queue, count_state], count)
+                for window, ratio in state.occupancy.items():
+                    if ratio is not None:
+                        occupancy.add_metric([queue, window], ratio)
+                if (wait := state.expected_wait_seconds) is not None:
+                    expected_wait.add_metric([queue], wait)
+                if (needed := state.agents_required) is not None:
+                    required.add_metric([queue], needed)
         yield from window_families.values()
         yield waiting
         yield oldest
         yield from sla_families.values()
+        yield from (agents, occupancy, expected_wait, required)

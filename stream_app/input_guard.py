@@ -84,8 +84,10 @@ class InputGuard:
         topic: str,
         probe: LogProbe,
         clock: Callable[[], float] = time.monotonic,
+        position_key: str = POSITION_KEY,  # another for each input topic of one stage
     ) -> None:
         self.app = app
+        self.position_key = position_key
         self.store = store
         self.topic = topic
         self.probe = probe
@@ -101,7 +103,7 @@ class InputGuard:
     def _position(self, partition: int) -> Position:
         position = self.positions.get(partition)
         if position is None:  # first record since assignment: the table's word (this partition)
-            stored = self.store.get(POSITION_KEY)
+            stored = self.store.get(self.position_key)
             position = self.positions[partition] = Position(next=stored or 0)
             if stored is not None:
                 self.saved[partition] = stored
@@ -219,7 +221,7 @@ class InputGuard:
         position = self.positions.get(partition)
         if position is None or self.saved.get(partition) == position.next:
             return
-        self.store.set(POSITION_KEY, position.next)
+        self.store.set(self.position_key, position.next)
         self.saved[partition] = position.next
 
     def forget(self, partition: int) -> None:

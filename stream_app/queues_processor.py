@@ -22,7 +22,8 @@ from stream_app.calls_processor import FLUSH_EVERY, Guard, Sender, State
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.clock import Announcement, EventClock, SourceTimes, wall_ms
 from stream_app.domain.hop import Update, entry_position
-from stream_app.domain.queues import QueueStage
+from stream_app.domain.queue_agents import apply_agent
+from stream_app.domain.queues import QueueStage, Store
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
 
@@ -53,6 +54,7 @@ class QueuesProcessor:
     metrics_topic: str
     calls_partitions: int  # how many calls partitions feed each queue partition
     sweeps: SweepSchedule
+    agents_partitions: int = 0  # how many agents partitions do (their clocks gate closing)
     live: Live | None = None
     wall: Callable[[], int] = wall_ms
     flush_every: int = FLUSH_EVERY
@@ -64,6 +66,10 @@ class QueuesProcessor:
     settled_at: dict[int, int] = field(default_factory=dict)  # per partition: the last tick's time
     seen: set[int] = field(default_factory=set)  # partitions that had a record since assigned
     checkpoint: Checkpoint = field(init=False)
+
+    @property
+    def state_store(self) -> Store:
+        return self.queues.store
 
     def __post_init__(self) -> None:
         self.checkpoint = Checkpoint(self.outputs, self.state, self.guard, every=self.flush_every)
@@ -137,13 +143,26 @@ class QueuesProcessor:
 
     async def apply(self, message: Any) -> None:
         partition = message.partition
-        update = Update.from_json(orjson.loads(message.value))
+        data = orjson.loads(message.value)
+        if "ap" in data:  # an agents partition's clock
+            self._times(partition).hear_gate(
+                Announcement(data["ap"], data["st"], bool(data.get("b")))
+            )
+            return
+        if "g" in data:  # agents' projected timelines, from the agents stage
+            self.owners.owns(data["q"], partition)
+            for index, (agent_id, spans) in enumerate(data["g"]):
+                position = entry_position(message.offset, index)
+                since = apply_agent(
+                    self.state_store, data["q"], agent_id, spans, position, data.get("f")
+                )
+                if since is not None:  # the queue-metrics of the intervals it changed
+                    self.queues.mark_dirty(data["q"], since, self.clock.newest)
+            return
+        update = Update.from_json(data)
         if update.stream_time is not None:
             self.clock.observe(update.stream_time, update.seen_at or self.wall())
-        times = self.source_times.get(partition)
-        if times is None:
-            times = self.source_times[partition] = SourceTimes(self.calls_partitions)
-        times.hear(Announcement(update.source, update.stream_time, update.behind))
+        self._times(partition).hear(Announcement(update.source, update.stream_time, update.behind))
         queue = update.queue
         if queue is None:
             return  # a watermark
@@ -154,6 +173,13 @@ class QueuesProcessor:
             )
             for speed_ms in applied.new_answer_speeds_ms:
                 self.metrics.answer_speed.labels(queue=queue).observe(speed_ms / 1000)
+
+    def _times(self, partition: int) -> SourceTimes:
+        times = self.source_times.get(partition)
+        if times is None:
+            times = SourceTimes(self.calls_partitions, self.agents_partitions)
+            self.source_times[partition] = times
+        return times
 
     async def close(self, queue: str, now: int) -> None:
         for key, record in self.queues.close_due(queue, now):

@@ -273,34 +273,31 @@ def store_url(table: str) -> str:
 def create_tables(
     app: faust.App, *, calls_partitions: int, queue_partitions: int
 ) -> tuple[TableT[Any, Any], TableT[Any, Any]]:
+    return (
+        changelog_table(app, "calls", calls_partitions, "one state per call, keyed by call_id"),
+        changelog_table(app, "queues", queue_partitions, "per-queue buckets and contributions"),
+    )
+
+
+def changelog_table(app: faust.App, name: str, partitions: int, help: str) -> TableT[Any, Any]:
+    """A table of raw bytes in `RocksDBStore`, as app.Table makes one, with our class. A copy
+    of the options per table: Faust's store pops keys off the options it is given."""
     raw: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    common: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "schema": raw,
-    }
-
-    def table(name: str, partitions: int, help: str) -> TableT[Any, Any]:
-        # As app.Table does, with our class. A copy of the options per table: Faust's store
-        # pops keys off the options it is given.
-        created = ChangelogTable(
-            app,
-            name=name,
-            beacon=app.tables.beacon,
-            store=store_url(name),
-            partitions=partitions,
-            help=help,
-            options=dict(ROCKSDB_OPTIONS),
-            **common,
-        )
-        return cast(TableT[Any, Any], app.tables.add(created))
-
-    return (
-        table("calls", calls_partitions, "one state per call, keyed by call_id"),
-        table("queues", queue_partitions, "per-queue buckets and contributions"),
+    created = ChangelogTable(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
+        store=store_url(name),
+        partitions=partitions,
+        help=help,
+        options=dict(ROCKSDB_OPTIONS),
+        key_type=bytes,
+        value_type=bytes,
+        schema=raw,
     )
+    return cast(TableT[Any, Any], app.tables.add(created))
 
 
 _DELETED = b""  # a buffered delete (stored values are never empty: orjson never encodes to b"")

@@ -26,6 +26,7 @@ disagree) lasts 0.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,13 @@ class AgentCall(NamedTuple):
         if self.handled is not None:
             stamps.append(self.handled[0])
         return stamps
+
+    def reach(self) -> float:
+        """The latest instant any of its activities may last to: inf while one is open."""
+        windows = (*self.rings, self.talk, self.wrap)
+        if any(window is not None and window[1] is None for window in windows):
+            return math.inf
+        return max(self.stamps(), default=-math.inf)
 
     def is_empty(self) -> bool:
         return not self.rings and self.talk is None and self.wrap is None and self.handled is None
@@ -173,6 +181,9 @@ class AgentActivity:
     event_ids: set[str] = field(default_factory=set)
     _spans: list[Span] | None = None
     _starts: list[int] = field(default_factory=list)
+    _stale_from: int | None = None  # the cached spans hold before this instant only
+    _counts: tuple[list[int], list[int], list[int]] | None = None  # see `_counted`
+    _reach: dict[str, float] | None = None  # see `_reached`
 
     # -- input ------------------------------------------------------------------------------
 
@@ -185,20 +196,35 @@ class AgentActivity:
         self.event_ids.add(event.event_id)
         stored = (event.ts, AGENT_TYPE_RANK[event.type], event.event_id, event.queues, event.reason)
         bisect.insort(self.events, stored)
-        self._spans = None
+        self._stale(event.ts)
         return True
 
     def set_call(self, call_id: str, call: AgentCall | None) -> bool:
         """Replace what a call means to the agent (None or empty: it names the agent no more);
         False when nothing changed."""
+        old = self.calls.get(call_id)
         if call is None or call.is_empty():
             changed = self.calls.pop(call_id, None) is not None
+            call = None
         else:
-            changed = self.calls.get(call_id) != call
+            changed = old != call
             self.calls[call_id] = call
         if changed:
-            self._spans = None
+            self._counts = None
+            self._reach = None
+            stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
+            if stamps:
+                self._stale(min(stamps))
+            else:
+                self._spans = None
         return changed
+
+    def _stale(self, ts: int) -> None:
+        """A fact at `ts` changed: the timeline before `ts` stays as it was. A call's or an
+        agent event's instants start its own activities and cut after-call work begun
+        earlier, never anything before them."""
+        if self._spans is not None:
+            self._stale_from = ts if self._stale_from is None else min(self._stale_from, ts)
 
     # -- the timeline -----------------------------------------------------------------------
 
@@ -206,8 +232,27 @@ class AgentActivity:
         """The spans in time order, consecutive ones different; logged_out before the first."""
         if self._spans is None:
             self._spans = _merge_timeline(self._set_states(), self._overlays())
-            self._starts = [span.start for span in self._spans]
+        elif self._stale_from is not None:
+            self._spans = self._rederive(self._spans, self._stale_from)
+        else:
+            return self._spans
+        self._stale_from = None
+        self._starts = [span.start for span in self._spans]
         return self._spans
+
+    def _rederive(self, spans: list[Span], since: int) -> list[Span]:
+        """The timeline from `since` on derived again, the spans before it kept: a replay
+        changes an agent's latest calls many times, and its two days of calls are costly to
+        sweep each time. The state at `since` depends only on the activities in force then."""
+        overlays = [o for o in self._overlays(since) if o[1] is None or o[1] > since]
+        tail = _merge_timeline(self._set_states(), overlays)
+        index = bisect.bisect_right([span.start for span in tail], since) - 1
+        at_since = Span(since, *tail[index][1:]) if index >= 0 else Span(since, *_OUT)
+        out = spans[: bisect.bisect_left(self._starts, since)]
+        for span in [at_since, *tail[index + 1 :]]:
+            if out[-1][1:] != span[1:] if out else span[1:] != _OUT:
+                out.append(span)
+        return out
 
     def at(self, ts: int) -> Span:
         """The span in force at `ts`."""
@@ -239,14 +284,33 @@ class AgentActivity:
 
     def answered(self, start: int, end: int) -> int:
         """Calls the agent answered with the answer in [start, end)."""
-        return sum(1 for call in self.calls.values() if call.talk and start <= call.talk[0] < end)
+        answers = self._counted()[0]
+        return bisect.bisect_left(answers, end) - bisect.bisect_left(answers, start)
 
     def handled(self, start: int, end: int) -> tuple[int, int]:
         """(calls, handle ms summed) of the agent's calls whose wrap-up ended in [start, end)."""
-        spans = [
-            c.handled[1] for c in self.calls.values() if c.handled and start <= c.handled[0] < end
-        ]
-        return len(spans), sum(spans)
+        _, ends, sums = self._counted()
+        first, last = bisect.bisect_left(ends, start), bisect.bisect_left(ends, end)
+        return last - first, sums[last] - sums[first]
+
+    def _reached(self) -> dict[str, float]:
+        """Per call, the latest instant its activities may last to (inf while one is open):
+        kept until the calls change."""
+        if self._reach is None:
+            self._reach = {call_id: call.reach() for call_id, call in self.calls.items()}
+        return self._reach
+
+    def _counted(self) -> tuple[list[int], list[int], list[int]]:
+        """Answer instants, wrap-up ends and running handle-ms sums, sorted (kept until the
+        calls change): closing reads them per interval, for every interval of two days."""
+        if self._counts is None:
+            answers = sorted(call.talk[0] for call in self.calls.values() if call.talk)
+            handled = sorted(call.handled for call in self.calls.values() if call.handled)
+            sums = [0]
+            for _, ms in handled:
+                sums.append(sums[-1] + ms)
+            self._counts = (answers, [ts for ts, _ in handled], sums)
+        return self._counts
 
     def _set_states(self) -> list[Span]:
         """The state the agent set, per instant their events change it (the last event of an
@@ -272,15 +336,27 @@ class AgentActivity:
                 steps.append(step)
         return steps
 
-    def _overlays(self) -> list[tuple[int, int | None, str, str | None, str]]:
+    def _overlays(
+        self, since: int | None = None
+    ) -> list[tuple[int, int | None, str, str | None, str]]:
         """(start, end, state, queue, call_id) of every call activity of non-zero length, with
-        after-call work cut at the agent's next event."""
+        after-call work cut at the agent's next event. With `since`, at least those that last
+        past it: only calls reaching past it are looked at, and as cutters only those reaching
+        the earliest after-call work among them (a replay re-derives the latest minutes of an
+        agent with two days of calls)."""
+        calls: Iterable[tuple[str, AgentCall]] = self.calls.items()
+        cutting: Iterable[tuple[str, AgentCall]] = calls
+        if since is not None:
+            reaches = self._reached()
+            calls = [(c, self.calls[c]) for c, reach in reaches.items() if reach > since]
+            low = min([since, *(call.wrap[0] for _, call in calls if call.wrap is not None)])
+            cutting = [(c, self.calls[c]) for c, reach in reaches.items() if reach >= low]
         cutters = sorted(
             [(event[0], "") for event in self.events]
-            + [(ts, call_id) for call_id, call in self.calls.items() for ts in call.stamps()]
+            + [(ts, call_id) for call_id, call in cutting for ts in call.stamps()]
         )
         out: list[tuple[int, int | None, str, str | None, str]] = []
-        for call_id, call in sorted(self.calls.items()):
+        for call_id, call in sorted(calls):
             windows = [(ring, "ringing") for ring in call.rings]
             if call.talk is not None:
                 windows.append((call.talk, "on_call"))
@@ -293,6 +369,13 @@ class AgentActivity:
 
     # -- retention --------------------------------------------------------------------------
 
+    def all_since(self, before_ts: int) -> bool:
+        """Whether every fact is at or after `before_ts` (then `prune` keeps all: a cheap test
+        before the sweep's costly one)."""
+        if self.events and self.events[0][0] < before_ts:
+            return False
+        return all(any(ts >= before_ts for ts in call.stamps()) for call in self.calls.values())
+
     def prune(self, before_ts: int) -> None:
         """Forget facts older than `before_ts`, keeping the timeline from `before_ts` on (and
         every count and sum of windows starting there) exactly as it was.
@@ -300,8 +383,10 @@ class AgentActivity:
         Kept: every call with an instant or an activity at or after the cut, every call with an
         instant after the first instant of those (it may cut their after-call work), the agent
         events from there on, and the last events before it that set the state and the queues.
-        Figures of windows before `before_ts` are not exact after this."""
-        overlays = self._overlays()
+        Figures of windows before `before_ts` are not exact after this (the timeline derived
+        before keeps its spans there, and the start of the one in force at the cut, until the
+        agent is read afresh)."""
+        overlays = self._overlays(before_ts)
         keep = {call_id for start, end, _, _, call_id in overlays if end is None or end > before_ts}
         keep.update(
             call_id
@@ -327,19 +412,21 @@ class AgentActivity:
         anchors = {e for e in (setter, lister) if e is not None}
         self.events = sorted(anchors) + [event for event in self.events if event[0] >= cut]
         self.event_ids = {event[2] for event in self.events}
-        self._spans = None
+        self._counts = None
+        self._reach = None
+        self._stale(cut)  # derived again from the cut only: the rest is as it was
 
     # -- storage ----------------------------------------------------------------------------
 
-    def to_json(self) -> dict[str, object]:
-        """A JSON-able form: the events as lists, the calls by id."""
+    def to_json(self, *, calls: bool = True) -> dict[str, object]:
+        """A JSON-able form: the events as lists, the calls by id (unless not `calls`)."""
         data: dict[str, object] = {"a": self.agent_id}
         if self.events:
             data["e"] = [
                 [ts, rank, eid, list(queues) if queues is not None else None, reason]
                 for ts, rank, eid, queues, reason in self.events
             ]
-        if self.calls:
+        if calls and self.calls:
             data["c"] = {call_id: call.to_json() for call_id, call in sorted(self.calls.items())}
         return data
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_app.domain.agent_activity import AgentCall, agent_calls
 from stream_app.domain.calls import (
     CallState,
     Emission,
@@ -28,13 +29,12 @@ from stream_app.domain.calls import (
     resend_all,
     stored_age,
 )
-from stream_app.domain.clock import EventClock
+from stream_app.domain.clock import EventClock, PartitionClocks
 from stream_app.domain.events import Rejected, parse_event
 from stream_app.domain.model import Event
 from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 
-PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call_id looks like it
 RESERVED_PREFIX = "\x00"  # the stage's own keys (stream time, input position), never a call
 
 
@@ -49,6 +49,7 @@ class Outcome:
     rekey: str | None = None  # send the record unchanged to the input, keyed by this call_id
     duplicate: bool = False
     emission: Emission | None = None
+    agents: dict[str, AgentCall] | None = None  # what the call means to each agent it names
 
 
 @dataclass(slots=True)
@@ -58,7 +59,9 @@ class Swept:
     emissions: list[tuple[str, Emission]] = field(default_factory=list)
 
 
-class CallsStage:
+class CallsStage(PartitionClocks):
+    store: Store
+
     def __init__(
         self,
         store: Store,
@@ -81,27 +84,6 @@ class CallsStage:
         # Per partition, once a sweep scanned it: each call's (newest ts, finished), kept up to
         # date by every write, so later sweeps judge the calls without reading the table.
         self.ages: dict[int, dict[str, tuple[int, bool]]] = {}
-
-    def clock_of(self, partition: int) -> EventClock:
-        """The partition's event clock (restored from the table after a restart)."""
-        clock = self.clocks.get(partition)
-        if clock is None:
-            stored = self.store.get(PARTITION_TIME_KEY)
-            clock = EventClock() if stored is None else EventClock.from_json(stored)
-            self.clocks[partition] = clock
-        return clock
-
-    def stream_time(self, partition: int) -> int | None:
-        """The newest event ts seen on this partition: what lateness and retention count from."""
-        return self.clock_of(partition).newest
-
-    def save_stream_time(self, partition: int) -> None:
-        """Persist the partition's clock (from a tick: cheap, once a second at most)."""
-        clock = self.clocks.get(partition)
-        if clock is not None and clock.newest is not None:
-            value = clock.to_json()
-            if self.store.get(PARTITION_TIME_KEY) != value:
-                self.store.set(PARTITION_TIME_KEY, value)
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)
@@ -160,10 +142,10 @@ class CallsStage:
             return Outcome(event=event, duplicate=True)
         if not state.apply(event):
             emission = resend_all(state)
-            return Outcome(event=event, duplicate=True, emission=emission)
+            return Outcome(event=event, duplicate=True, emission=emission, agents=_agents(state))
         emission = plan_emission(state, self.short_abandon_ms)
         self._write(partition, event.call_id, state)
-        return Outcome(event=event, emission=emission)
+        return Outcome(event=event, emission=emission, agents=_agents(state))
 
     def sweep(self, partition: int) -> Swept:
         """Forget finished calls past retention; evict silent ones (a tombstone stays for the
@@ -202,3 +184,8 @@ class CallsStage:
             state.to_tombstone()
             self._write(partition, call_id, state)
         return swept
+
+
+def _agents(state: CallState) -> dict[str, AgentCall] | None:
+    """Only calls that reached an agent mean anything to one (most events are cheap this way)."""
+    return agent_calls(state) if state.offered or state.answered else None

@@ -10,16 +10,17 @@ interval before the records that belong in it). The idea is bytewax's event cloc
 kept with the stage's state, so a restart resumes it.
 
 The queues stage hears the calls partitions' clocks through their records and watermarks
-(`Announcement`). It closes nothing before it has heard every calls partition, and then only up
-to where each calls partition still reading a backlog has got: a partition drained unevenly
-holds closing back instead of having its records revise published intervals.
+(`Announcement`), and the agents partitions' through theirs. It closes nothing before it has
+heard every one, and then only up to where each partition still reading a backlog has got: a
+partition drained unevenly holds closing back instead of having its records revise published
+intervals.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 LIVE_WINDOW_MS = 300_000  # an event this close to the wall clock is current
 
@@ -91,19 +92,23 @@ class Announcement:
 
 @dataclass(slots=True)
 class SourceTimes:
-    """What one queues partition heard from each calls partition."""
+    """What one queues partition heard from each calls partition, and from each agents
+    partition (`gates`): agents' timelines cross two hops more than calls' figures, so in a
+    replay an interval closed by the calls partitions' clocks alone would be published before
+    its agent figures came, and then again with them."""
 
     sources: int  # how many calls partitions feed it
+    gates: int = 0  # how many agents partitions feed it
     heard: dict[int, Announcement] = field(default_factory=dict)
+    gated: dict[int, Announcement] = field(default_factory=dict)  # from agents partitions
 
     def hear(self, announcement: Announcement) -> None:
-        last = self.heard.get(announcement.source)
-        if last is None or last.time is None or (announcement.time or 0) >= last.time:
-            self.heard[announcement.source] = announcement
-        elif announcement.behind != last.behind:  # an older time, newer news about the backlog
-            self.heard[announcement.source] = Announcement(
-                last.source, last.time, announcement.behind
-            )
+        _hear(self.heard, announcement)
+
+    def hear_gate(self, announcement: Announcement) -> None:
+        """An agents partition's clock: it holds closing back like a calls partition's, but
+        not the low watermark (an agents partition may have no time at all)."""
+        _hear(self.gated, announcement)
 
     @property
     def complete(self) -> bool:
@@ -118,11 +123,58 @@ class SourceTimes:
         return min(t for t in times if t is not None)
 
     def closing_time(self, stream_now: int) -> int | None:
-        """How far intervals may close: the worker's stream time, held back by every calls
-        partition that is still reading a backlog (None: nothing may close yet)."""
-        if not self.complete:
+        """How far intervals may close: the worker's stream time, held back by every calls or
+        agents partition that is still reading a backlog (None: nothing may close yet)."""
+        if not self.complete or len(self.gated) < self.gates:
             return None
-        behind = [a.time for a in self.heard.values() if a.behind]
+        announced = (*self.heard.values(), *self.gated.values())
+        behind = [a.time for a in announced if a.behind]
         if None in behind:
             return None
         return min([stream_now, *(t for t in behind if t is not None)])
+
+
+def _hear(heard: dict[int, Announcement], announcement: Announcement) -> None:
+    last = heard.get(announcement.source)
+    if last is None or last.time is None or (announcement.time or 0) >= last.time:
+        heard[announcement.source] = announcement
+    elif announcement.behind != last.behind:  # an older time, newer news about the backlog
+        heard[announcement.source] = Announcement(last.source, last.time, announcement.behind)
+
+
+PARTITION_TIME_KEY = "\x00stream-time"  # NUL-led: no real call or agent id looks like it
+
+
+class ClockStore(Protocol):
+    """The stage's table, on the partition of the record being processed."""
+
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class PartitionClocks:
+    """Each input partition's event clock, kept in the stage's table (a stage's base class)."""
+
+    store: ClockStore
+    clocks: dict[int, EventClock]
+
+    def clock_of(self, partition: int) -> EventClock:
+        """The partition's event clock (restored from the table after a restart)."""
+        clock = self.clocks.get(partition)
+        if clock is None:
+            stored = self.store.get(PARTITION_TIME_KEY)
+            clock = EventClock() if stored is None else EventClock.from_json(stored)
+            self.clocks[partition] = clock
+        return clock
+
+    def stream_time(self, partition: int) -> int | None:
+        """The newest event ts seen on this partition: what lateness and retention count from."""
+        return self.clock_of(partition).newest
+
+    def save_stream_time(self, partition: int) -> None:
+        """Persist the partition's clock (from a tick: cheap, once a second at most)."""
+        clock = self.clocks.get(partition)
+        if clock is not None and clock.newest is not None:
+            value = clock.to_json()
+            if self.store.get(PARTITION_TIME_KEY) != value:
+                self.store.set(PARTITION_TIME_KEY, value)

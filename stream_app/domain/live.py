@@ -16,13 +16,16 @@ and a correction to an older interval shows then).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from stream_app.domain.agent_activity import BUSY_STATES, window_span
 from stream_app.domain.events import format_ts
 from stream_app.domain.figures import RECORD_COUNTS, RECORD_DERIVED, Figures, record_figures
+from stream_app.domain.queue_agents import agents_by_state, positions, state_time
 from stream_app.domain.queues import WINDOWS, QueueStage
 from stream_app.domain.sla import QueueSla, SlaConfig
+from stream_app.domain.staffing import agents_required, expected_wait_seconds
 from stream_app.domain.windows import MINUTE_MS, interval_start
 
 REFRESH_MS = 5_000  # an unchanged record is re-sent this often (the contract asks ≤ 60 s)
@@ -39,6 +42,8 @@ class QueueNow:
     oldest_waiting_since: int | None  # ms: when the oldest call now waiting started waiting
     stream_time: int  # ms
     targets: QueueSla
+    agents: dict[str, int] | None = None  # per state of QUEUE_STATES; None: no agent ever seen
+    occupancy: dict[str, float | None] = field(default_factory=dict)  # per window
 
     @property
     def oldest_waiting_seconds(self) -> float | None:
@@ -46,9 +51,32 @@ class QueueNow:
             return None
         return max(0, self.stream_time - self.oldest_waiting_since) / 1000
 
+    @property
+    def expected_wait_seconds(self) -> float | None:
+        if self.agents is None:
+            return None
+        busy = sum(self.agents[state] for state in BUSY_STATES)
+        aht = self.windows["1h"].aht_seconds
+        return expected_wait_seconds(self.calls_waiting, self.agents["available"], busy, aht)
+
+    @property
+    def agents_required(self) -> int | None:
+        """Erlang C against the queue's target (contract §6): from its calls alone."""
+        return agents_required(
+            self.windows["15m"].offered,
+            self.windows["1h"].aht_seconds,
+            self.targets.service_level_seconds,
+            self.targets.target_service_level,
+        )
+
 
 def queue_now(stage: QueueStage, sla: SlaConfig, queue: str, stream_now: int) -> QueueNow:
     since = stage.waiting(queue).values()
+    agents = stage.agents(queue)
+    occupancy: dict[str, float | None] = {}
+    for window in WINDOWS:
+        start, end = window_span(window, stream_now, stage.windows.interval_ms, stage.windows.zone)
+        occupancy[window] = state_time(agents, start, end, stream_now).occupancy
     return QueueNow(
         queue=queue,
         windows={window: stage.window(queue, window, stream_now) for window in WINDOWS},
@@ -56,6 +84,8 @@ def queue_now(stage: QueueStage, sla: SlaConfig, queue: str, stream_now: int) ->
         oldest_waiting_since=min(since) if since else None,
         stream_time=stream_now,
         targets=sla.for_queue(queue),
+        agents=agents_by_state(agents, stream_now) if agents else None,
+        occupancy=occupancy,
     )
 
 
@@ -68,6 +98,7 @@ def probe(stage: QueueStage, queue: str, stream_now: int) -> tuple[Any, ...]:
         stage.figures(queue, "i", current).to_json(),
         stage.figures(queue, "i", current - size).to_json(),
         sorted(stage.waiting(queue).items()),
+        positions(stage.store, queue),  # an agent's new timeline for the queue
     )
 
 
@@ -91,13 +122,13 @@ class LiveReadings:
         return now
 
 
-def window_figures(f: Figures) -> dict[str, Any]:
+def window_figures(f: Figures, occupancy: float | None = None) -> dict[str, Any]:
     """A window's figures as in a `queue-metrics` record (contract §3), and the agent figure of
-    §6 that belongs to a window (null until agent activity is wired in)."""
+    §6 that belongs to a window."""
     return {
         **record_figures(f, RECORD_COUNTS),
         **record_figures(f, RECORD_DERIVED),
-        "occupancy": None,
+        "occupancy": occupancy,
     }
 
 
@@ -106,15 +137,18 @@ def targets_json(targets: QueueSla) -> dict[str, float | int]:
 
 
 def live_record(now: QueueNow, as_of_ms: int) -> dict[str, Any]:
-    """The `queue-live` value. Agent figures (§6) are null: nothing feeds them yet."""
+    """The `queue-live` value. Agent figures (§6) are null for a queue no agent served."""
     return {
         "queue": now.queue,
-        "windows": {window: window_figures(f) for window, f in now.windows.items()},
+        "windows": {
+            window: window_figures(f, now.occupancy.get(window))
+            for window, f in now.windows.items()
+        },
         "calls_waiting": now.calls_waiting,
         "oldest_waiting_seconds": now.oldest_waiting_seconds,
-        "agents": None,
-        "expected_wait_seconds": None,
-        "agents_required": None,
+        "agents": now.agents,
+        "expected_wait_seconds": now.expected_wait_seconds,
+        "agents_required": now.agents_required,
         "targets": targets_json(now.targets),
         "stream_time": format_ts(now.stream_time),
         "as_of": format_ts(as_of_ms),
@@ -130,6 +164,8 @@ def fingerprint(now: QueueNow) -> tuple[Any, ...]:
         now.calls_waiting,
         now.oldest_waiting_since,
         now.targets,
+        tuple(sorted((now.agents or {}).items())),
+        tuple(sorted(now.occupancy.items())),
     )
 
 

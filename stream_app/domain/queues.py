@@ -12,7 +12,8 @@ midnight), so a fact costs two bucket writes, not three.
 One key-value store holds everything of a partition (the Faust table is partitioned like the
 input, so a queue's keys all live on the queue's partition):
   c␟queue␟call_id        → [offset, contribution, service_level_ms, short_abandon_ms]
-  b␟queue␟kind␟start     → [offset, figures, published_revision, waits, published figures]
+  b␟queue␟kind␟start     → [offset, figures, published_revision, waits, published figures,
+                             published agent figures [occupancy, agents_staffed_avg]]
                             kind: i interval, m minute;
                             a minute's waits (sorted) keep its longest wait exact under withdrawals
   q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts]}
@@ -23,7 +24,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from stream_app.domain.figures import Figures, contribution_facts, interval_key, interval_record
@@ -39,6 +40,9 @@ from stream_app.domain.windows import (
     minutes_in,
     rolling_minutes,
 )
+
+if TYPE_CHECKING:
+    from stream_app.domain.queue_agents import QueueAgent
 
 SEP = "\x1f"
 ROLLING_WINDOWS_MS: dict[str, int] = {"15m": 15 * MINUTE_MS, "1h": 60 * MINUTE_MS}
@@ -87,6 +91,19 @@ class QueueStage:
         self.store = store
         self.windows = windows
         self.sla = sla
+        # Per queue, its agents' timelines as last read, with what they were read at.
+        self._agents: dict[str, tuple[Any, list[QueueAgent]]] = {}
+
+    def agents(self, queue: str) -> list[QueueAgent]:
+        """The queue's agents' timelines (stream_app.domain.queue_agents), read again only
+        when one of them changed: scrapes, the live feed and closing read them all the time."""
+        from stream_app.domain.queue_agents import positions, queue_agents
+
+        marker = positions(self.store, queue)
+        seen = self._agents.get(queue)
+        if seen is None or seen[0] != marker:
+            seen = self._agents[queue] = (marker, queue_agents(self.store, queue))
+        return seen[1]
 
     @staticmethod
     def flush_rank(key: str) -> int:
@@ -187,6 +204,22 @@ class QueueStage:
             )
         return applied
 
+    def mark_dirty(self, queue: str, since: int, stream_now: int | None) -> None:
+        """The intervals from `since` to stream time are to be published again: an agent's
+        timeline for the queue changed from `since` on (its occupancy, its staffed agents).
+        Stream time not known yet (a restarted worker whose first records are agents'
+        timelines): every interval up to the retention after `since` (unclosed ones wait)."""
+        now = stream_now if stream_now is not None else since + self.windows.retention_ms
+        last = interval_start(max(since, now), self.windows.interval_ms)
+        first = interval_start(
+            max(since, last - self.windows.retention_ms), self.windows.interval_ms
+        )
+        meta = self._meta(queue)
+        dirty = set(meta["d"]) | set(range(first, last + 1, self.windows.interval_ms))
+        if len(dirty) != len(meta["d"]):
+            meta["d"] = sorted(dirty)
+            self.store.set(meta_key(queue), meta)
+
     def _meta(self, queue: str) -> dict[str, Any]:
         meta: dict[str, Any] | None = self.store.get(meta_key(queue))
         return meta if meta is not None else {"o": -1, "w": {}, "d": []}
@@ -209,6 +242,7 @@ class QueueStage:
             return []
         out: list[tuple[str, dict[str, object]]] = []
         still_dirty: list[int] = []
+        agents_of_queue = None
         for start in meta["d"]:
             if not interval_closed(
                 start, self.windows.interval_ms, self.windows.grace_ms, stream_now
@@ -220,32 +254,59 @@ class QueueStage:
             if value is None:
                 continue
             revision = value[2] + 1
-            out.append(self._record(queue, start, value[1], revision))
+            if agents_of_queue is None:
+                agents_of_queue = self.agents(queue)  # once, not per interval
+            key, record = self._record(queue, start, value[1], revision, agents_of_queue)
+            agents = [record["occupancy"], record["agents_staffed_avg"]]
+            if value[2] >= 0 and value[4] == value[1] and value[5:6] == [agents]:
+                continue  # marked by an agent's change that left the interval's figures alone
+            out.append((key, record))
             # The figures as published ride along: a re-send after a restart repeats exactly
             # what went out under this revision, not newer figures still waiting to close.
-            self.store.set(bkey, [value[0], value[1], revision, value[3], value[1]])
+            self.store.set(bkey, [value[0], value[1], revision, value[3], value[1], agents])
         meta["d"] = still_dirty
         self.store.set(meta_key(queue), meta)
         return out
 
     def _record(
-        self, queue: str, start: int, figures_json: Any, revision: int
+        self,
+        queue: str,
+        start: int,
+        figures_json: Any,
+        revision: int,
+        agents: list[QueueAgent] | None = None,
+        agent_figures: list[Any] | None = None,
     ) -> tuple[str, dict[str, object]]:
+        """The interval's `queue-metrics` record; `agents`: the queue's, when read already;
+        `agent_figures`: [occupancy, agents_staffed_avg] as published, not derived again."""
+        # Imported here: the agents' module builds on this one (its store and separator).
+        from stream_app.domain.queue_agents import interval_agent_figures
+
         end = start + self.windows.interval_ms
         figures = Figures.from_json(figures_json)
-        return interval_key(queue, start), interval_record(
-            queue, start, end, figures, self.sla.for_queue(queue), revision
-        )
+        record = interval_record(queue, start, end, figures, self.sla.for_queue(queue), revision)
+        revision_field = record.pop("revision")
+        if agent_figures is not None:
+            record["occupancy"], record["agents_staffed_avg"] = agent_figures
+        else:
+            if agents is None:
+                agents = self.agents(queue)
+            record.update(interval_agent_figures(agents, start, end))
+        record["revision"] = revision_field
+        return interval_key(queue, start), record
 
     def published(self) -> list[tuple[str, dict[str, object]]]:
         """Every interval of this partition as last published: re-sent after a restart, since a
-        crash may have lost a send whose state change was kept (the topic is compacted)."""
+        crash may have lost a send whose state change was kept (the topic is compacted). Its
+        agent figures too as published: the agents' timelines kept now may no longer reach
+        back to an old interval, and a re-send must not change what it repeats."""
         out = []
         for key, value in self.store.items():
             if key.startswith("b" + SEP) and value[2] >= 0:
                 _, queue, kind, start = key.split(SEP)
                 if kind == "i":
-                    out.append(self._record(queue, int(start), value[4], value[2]))
+                    published = value[5] if len(value) > 5 else None
+                    out.append(self._record(queue, int(start), value[4], value[2], None, published))
         return out
 
     # -- reading windows (scrapes) --------------------------------------------------------------
@@ -283,7 +344,11 @@ class QueueStage:
         return dict(meta["w"]) if meta else {}
 
     def queues(self) -> list[str]:
-        return [key.split(SEP, 1)[1] for key, _ in self.store.items() if key.startswith("q" + SEP)]
+        """The queues with calls or agents (a roster: stream_app.domain.queue_agents) here."""
+        prefixes = ("q" + SEP, "r" + SEP)
+        return sorted(
+            {key.split(SEP, 1)[1] for key, _ in self.store.items() if key[:2] in prefixes}
+        )
 
     # -- retention -------------------------------------------------------------------------------
 
@@ -305,8 +370,11 @@ class QueueStage:
             for start in value["d"]
         }
         doomed: list[str] = []
+        timelines: list[tuple[str, Any]] = []
         for key, value in entries:
-            if key.startswith("b" + SEP):
+            if key.startswith("g" + SEP):
+                timelines.append((key, value))
+            elif key.startswith("b" + SEP):
                 _, queue, kind, start = key.split(SEP)
                 begins = int(start)
                 if (queue, interval_start(begins, self.windows.interval_ms)) in unpublished:
@@ -320,7 +388,34 @@ class QueueStage:
                     doomed.append(key)
         for key in doomed:
             self.store.delete(key)
-        return len(doomed)
+        return len(doomed) + self._prune_agents(timelines, horizon, unpublished)
+
+    def _prune_agents(
+        self, timelines: list[tuple[str, Any]], horizon: int, unpublished: set[tuple[str, int]]
+    ) -> int:
+        """Agents' timelines (stream_app.domain.queue_agents) from the span in force at the
+        horizon on, or at the queue's first interval still to publish if earlier; an agent
+        who serves the queue nowhere after that leaves its roster."""
+        from stream_app.domain.queue_agents import prune, roster_key
+
+        first_open: dict[str, int] = {}
+        for queue, start in unpublished:
+            first_open[queue] = min(start, first_open.get(queue, start))
+        forgotten = 0
+        for key, (position, spans) in timelines:
+            _, queue, agent_id = key.split(SEP)
+            kept = prune(spans, min(horizon, first_open.get(queue, horizon)))
+            if kept == spans:
+                continue
+            forgotten += 1
+            if kept:
+                self.store.set(key, [position, kept])
+                continue
+            self.store.delete(key)
+            roster = self.store.get(roster_key(queue)) or []
+            if agent_id in roster:
+                self.store.set(roster_key(queue), [a for a in roster if a != agent_id])
+        return forgotten
 
 
 def _move_waits(waits: list[int], removes: list[Figures], adds: list[Figures]) -> None:

@@ -1,6 +1,7 @@
 """The simulator through the real broker and a worker, every fault on: the engine's closed
-intervals, call outcomes, dead letters and duplicate count equal the simulator's own summary,
-also for a run stopped midway (Ctrl-C), which leaves no call open in the engine."""
+intervals (calls and agents), call outcomes, dead letters and duplicate count equal the
+simulator's own summary, also for a run stopped midway (Ctrl-C), which leaves no call open in
+the engine."""
 
 from __future__ import annotations
 
@@ -61,6 +62,39 @@ def differences(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]])
         # answer moving a call out of it): published, but with nothing in it.
         if any(got[key][name] for name in COUNTS):
             out.append(f"{key}: published but not expected: {got[key]}")
+    return out
+
+
+def agent_differences(
+    queues: dict[str, dict[str, Any]], agents: dict[str, dict[str, Any]], summary: dict[str, Any]
+) -> list[str]:
+    """The simulator's agent figures against the engine's: `agent-metrics` per agent and
+    interval, and the agent fields of `queue-metrics` per queue and interval."""
+    out = []
+    want_agents = {f"{r['agent_id']}|{r['interval_start']}": r for r in summary["agent_intervals"]}
+    for key, fields in want_agents.items():
+        record = agents.get(key)
+        if record is None:
+            out.append(f"agent {key}: not published")
+            continue
+        for name, value in fields.items():
+            if name == "not_ready_reasons":
+                reasons = record.get(name) or {}
+                if set(reasons) != set(value) or not all(same(reasons[r], value[r]) for r in value):
+                    out.append(f"agent {key}: {name} = {reasons}, expected {value}")
+            elif not same(record.get(name), value):
+                out.append(f"agent {key}: {name} = {record.get(name)!r}, expected {value!r}")
+    for key in sorted(set(agents) - set(want_agents)):
+        if any(agents[key][state] for state in ("available", "on_call", "not_ready", "ringing")):
+            out.append(f"agent {key}: published but not expected: {agents[key]}")
+    want_queues = {
+        f"{r['queue']}|{r['interval_start']}": r for r in summary["queue_agent_intervals"]
+    }
+    for key, record in queues.items():
+        fields = want_queues.get(key, {"occupancy": None, "agents_staffed_avg": 0.0})
+        for name in ("occupancy", "agents_staffed_avg"):
+            if not same(record.get(name) or 0.0, fields[name] or 0.0):
+                out.append(f"queue {key}: {name} = {record.get(name)!r}, expected {fields[name]!r}")
     return out
 
 
@@ -127,6 +161,7 @@ def test_the_engine_reports_the_simulators_own_figures(
         assert summary["stopped"] and summary["calls"] > 20
         assert summary["last_event_ms"] == summary["stopped_at_ms"] < start + 60 * MIN
     assert summary["queues"]["vip"]["calls"] > 0
+    assert summary["agent_intervals"] and summary["queue_agent_intervals"]
 
     # Stream time past the last interval's end plus grace: an IVR-only call well after the run.
     tail = Calls()
@@ -142,7 +177,8 @@ def test_the_engine_reports_the_simulators_own_figures(
     while problems and time.monotonic() < deadline:
         if worker.backlog() == 0:  # both stages drained: no revision still on its way
             got = latest_by_key(consume_all(prefix + "queue-metrics", idle=1.0, timeout=20))
-            problems = differences(got, want)
+            agents = latest_by_key(consume_all(prefix + "agent-metrics", idle=1.0, timeout=20))
+            problems = differences(got, want) + agent_differences(got, agents, summary)
         if problems:
             time.sleep(2)
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:30])

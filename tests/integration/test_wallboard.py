@@ -134,9 +134,14 @@ def test_the_board_shows_every_queue_with_the_figures_of_metrics(
     assert tile(page, "alpha", "asa_seconds").get_attribute("data-level") == "amber"
     assert tile(page, "alpha", "service_level").get_attribute("data-level") == "red"
     assert tile(page, "beta", "asa_seconds").get_attribute("data-level") == "green"
-    # No agent figures exist yet: the tiles say so, rather than show a made-up 0.
-    assert tile(page, "alpha", "agents").inner_text() == "—"
-    assert page.locator("#no-agents").is_visible()
+    # Agents known through the calls alone: "a" answered every call and is still talking
+    # (available / busy / not ready); the agent list shows its agent-status record.
+    wait_for(
+        lambda: tile(page, "alpha", "agents").inner_text() == "0 / 1 / 0",
+        message="alpha's agents tile",
+    )
+    page.wait_for_selector('#agents tbody tr[data-agent="a"]', timeout=BOARD_TIMEOUT_MS)
+    assert not page.locator("#no-agents").is_visible()
 
     open_board(page, worker, "?queue=gamma,alpha&kiosk=1")
     page.wait_for_selector('tr[data-queue="alpha"]', timeout=BOARD_TIMEOUT_MS)
@@ -213,7 +218,9 @@ def test_stream_app_wallboard_serves_the_same_board_without_being_a_worker(
     prefix = unique_prefix("apart")
     worker = started(workers, tmp_path, prefix)
     calls = Calls()
-    calls.answered("x1", "apart", now_ms() - 2 * MIN, 7 * S)
+    # Answered by a1, whose status the worker publishes too (on the call since 113 s ago):
+    # the same state and queue as the record sent below, whichever comes last.
+    calls.answered("x1", "apart", now_ms() - 2 * MIN, 7 * S, agent_id="a1")
     send(prefix, calls.events)
     board = worker.restarted("board")
     board.env["WEB_PORT"] = str(free_port())

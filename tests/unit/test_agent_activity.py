@@ -5,6 +5,7 @@ present), per-queue figures and windows across DST."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from random import Random
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -430,8 +431,56 @@ def test_pruning_keeps_the_present(facts: list[AgentEvent | Event], cut: int, le
         (state.at(t).state, state.at(t).reason, state.at(t).queues)
         for t in range(before, before + 300 * S, S)
     ] == expected
+    fresh = AgentActivity.from_json(state.to_json())  # what a restart derives: the same
+    assert [fresh.at(t)[1:] for t in range(before, before + 300 * S, S)] == expected
     assert state.state_time(*window) == expected_time
     assert (state.answered(*window[:2]), state.handled(*window[:2])) == counts
+
+
+@settings(max_examples=500, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_a_timeline_derived_again_from_a_change_equals_one_derived_whole(
+    facts: list[AgentEvent | Event], rng: Random
+) -> None:
+    """After a change the timeline is derived again from the change's earliest instant only,
+    the spans before it kept: read after every fact, in any order, it is the timeline derived
+    whole from the same facts."""
+    rng.shuffle(facts)
+    state = AgentActivity("a1")
+    calls: dict[str, CallState] = {}
+    for fact in facts:
+        if isinstance(fact, AgentEvent):
+            state.apply(fact._replace(agent_id="a1"))
+        else:
+            call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
+            call.apply(fact)
+            state.set_call(fact.call_id, agent_calls(call).get("a1"))
+        state.timeline()
+        whole = AgentActivity.from_json(state.to_json())
+        assert state.timeline() == whole.timeline()
+        assert [state.at(t) for t in range(T0 - S, T0 + 210 * S, 5 * S)] == [
+            whole.at(t) for t in range(T0 - S, T0 + 210 * S, 5 * S)
+        ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(-10, 210))
+def test_pruning_forgets_nothing_when_every_fact_is_since_the_cut(
+    facts: list[AgentEvent | Event], cut: int
+) -> None:
+    """`all_since` lets the sweep skip `prune`: true only when pruning keeps every fact; and
+    pruning only ever forgets facts (the sweep tells a change by their counts)."""
+    state = activity(*facts)
+    before = T0 + cut * S
+    was = state.to_json()
+    counts = len(state.events), len(state.calls)
+    skip = state.all_since(before)
+    state.prune(before)
+    if skip:
+        assert state.to_json() == was
+    after = len(state.events), len(state.calls)
+    assert after[0] <= counts[0] and after[1] <= counts[1]
+    assert (after == counts) == (state.to_json() == was)
 
 
 def test_pruning_forgets_what_is_past() -> None:

@@ -5,6 +5,7 @@ and rejected records (stream_app.calls_processor)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.calls_processor import CallsProcessor, CallsTopics, Headers
+from stream_app.calls_processor import (
+    AGENTS_CLOCK_EVERY_MS,
+    REANNOUNCE_EVERY_MS,
+    CallsProcessor,
+    CallsTopics,
+    Headers,
+)
 from stream_app.domain.calls_stage import CallsStage
 from stream_app.domain.clock import EventClock
 from stream_app.domain.hop import Update
@@ -334,3 +341,77 @@ def test_a_record_naming_a_new_queue_announces_it_before_anything_else() -> None
     registry.unsent = ["sales"]
     feed(proc, world, CALL[:1])
     assert world.log[:2] == ["send queue-registry", "flush outputs"]
+
+
+def test_the_end_of_the_input_is_asked_again_only_once_the_position_reaches_it() -> None:
+    """The end on the broker only grows: below the last one known the partition is behind
+    without a trip through the consumer's thread (a replay asks on every idle moment)."""
+    world = World()
+    proc = processor(world, flush_every=100)
+    asked: list[int] = []
+
+    def highwater(partition: int) -> int | None:
+        asked.append(partition)
+        return world.highwaters.get(partition)
+
+    proc.highwater = highwater
+    assert proc.behind(0) and asked == [0]  # nothing known: behind
+    world.highwaters[0] = 3
+    feed(proc, world, CALL[:1])
+    assert proc.behind(0) and proc.behind(0) and asked == [0, 0]  # 1 < 3: not asked again
+    feed(proc, world, CALL[1:], first=1)
+    assert not proc.behind(0) and asked == [0, 0, 0]  # at the end known: asked
+    world.highwaters[0] = 9  # more came
+    assert proc.behind(0) and asked == [0, 0, 0, 0]
+    proc.revoked(0)
+    proc.assigned(0)
+    world.highwaters[0] = 3  # another owner's view: nothing kept from before
+    assert proc.behind(0) and asked[-1] == 0 and len(asked) == 5
+
+
+def test_a_tick_tells_every_agents_partition_the_time_once() -> None:
+    """Each agents partition learns each calls partition's time: with the facts sent to it at
+    the tick, else alone, so it can tell the queues stage up to when its facts are in."""
+    world = World()
+    proc = processor(world, flush_every=100)
+    proc.topics = dataclasses.replace(TOPICS, agent_updates="agent-updates", agent_partitions=3)
+    feed(proc, world, CALL[:2], partition=1)
+    world.highwaters[1] = 2
+    tick(proc, world, partition=1)
+    records = [(p, orjson.loads(v or b"")) for t, _, v, p, _ in world.sent if t == "agent-updates"]
+    assert sorted(p or 0 for p, _ in records) == [0, 1, 2]
+    assert all(r["st"] == at(12) and r["sp"] == 1 for _, r in records)
+    [with_facts] = [p for p, r in records if r["g"]]
+    assert [r["g"] for p, r in records if p != with_facts] == [[], []]
+
+
+def test_in_a_replay_the_agents_partitions_hear_the_time_every_few_seconds() -> None:
+    """A replay's agents stage checkpoints every few seconds: a newer time goes to it at most
+    every AGENTS_CLOCK_EVERY_MS, an unchanged one once a minute."""
+    world = World()
+    proc = processor(world, flush_every=100)
+    proc.topics = dataclasses.replace(TOPICS, agent_updates="agent-updates", agent_partitions=2)
+    wall = [WALL]
+    proc.wall = lambda: wall[0]
+
+    def clocks() -> list[int | None]:
+        out = [orjson.loads(v or b"")["st"] for t, _, v, _, _ in world.sent if t == "agent-updates"]
+        world.sent.clear()
+        return out
+
+    feed(proc, world, [record("queue_entered", at(0), queue="sales")])
+    tick(proc, world)
+    assert clocks() == [at(0), at(0)]
+    feed(proc, world, [record("queue_entered", at(30), call="c2", queue="sales")], first=1)
+    wall[0] += 1_000
+    tick(proc, world)
+    assert clocks() == []  # newer, but told a second ago
+    wall[0] += AGENTS_CLOCK_EVERY_MS
+    tick(proc, world)
+    assert clocks() == [at(30), at(30)]
+    wall[0] += AGENTS_CLOCK_EVERY_MS
+    tick(proc, world)
+    assert clocks() == []  # unchanged
+    wall[0] += REANNOUNCE_EVERY_MS
+    tick(proc, world)
+    assert clocks() == [at(30), at(30)]

@@ -207,3 +207,20 @@ def test_nothing_closes_before_every_partition_was_heard() -> None:
     assert times.low_watermark() is None  # it may still send anything
     times.hear(Announcement(1, None, behind=True))  # reading its first records
     assert times.closing_time(T0 + HOUR_MS) is None
+
+
+def test_agents_partitions_gate_closing_but_not_the_low_watermark() -> None:
+    """Agents' timelines come two hops after the calls' figures: an agents partition still
+    working through a replay holds closing back to the time its facts were sent for; one
+    never heard holds everything; none of them moves the low watermark (sweeps)."""
+    times = SourceTimes(sources=1, gates=2)
+    times.hear(Announcement(0, T0 + HOUR_MS, behind=True))
+    times.hear_gate(Announcement(0, T0 + HOUR_MS // 2, behind=True))
+    assert times.low_watermark() == T0 + HOUR_MS
+    assert times.closing_time(T0 + HOUR_MS) is None  # agents partition 1 not heard yet
+    times.hear_gate(Announcement(1, None, behind=False))  # it never had a fact: no hold
+    assert times.closing_time(T0 + HOUR_MS) == T0 + HOUR_MS // 2
+    times.hear_gate(Announcement(0, T0 + HOUR_MS, behind=False))  # caught up on a live feed
+    assert times.closing_time(T0 + 2 * HOUR_MS) == T0 + HOUR_MS  # the calls partition's hold
+    times.hear_gate(Announcement(1, None, behind=True))  # input left to read, time unknown
+    assert times.closing_time(T0 + 2 * HOUR_MS) is None

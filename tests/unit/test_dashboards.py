@@ -191,7 +191,9 @@ def test_per_queue_gauges_are_deduplicated_by_queue(name: str) -> None:
         for metric in metric_names(expr) & PER_QUEUE_GAUGES:
             for match in re.finditer(rf"\b{metric}\b", expr):
                 before = expr[: match.start()]
-                assert before.endswith("max by (queue) ("), f"{metric} not deduplicated in {expr}"
+                assert before.endswith(("max by (queue) (", "max by (queue, state) (")), (
+                    f"{metric} not deduplicated in {expr}"
+                )
 
 
 def test_the_wallboard_is_one_row_of_tiles_per_queue_for_a_tv() -> None:
@@ -211,13 +213,15 @@ def test_the_wallboard_is_one_row_of_tiles_per_queue_for_a_tv() -> None:
         "Calls waiting",
         "Oldest waiting",
         "Abandon rate",
+        "Agents",
+        "Expected wait",
     ]
     assert sum(t["gridPos"]["w"] for t in tiles) == 24, "one screen-wide row per queue"
     for tile in tiles:
         assert tile["type"] == "stat" and tile["options"]["colorMode"] == "background"
         refs = [t["refId"] for t in tile["targets"]]
-        if tile["title"].startswith("AWT"):
-            continue  # no target of its own: neutral
+        if tile["title"].startswith(("AWT", "Agents", "Expected wait")):
+            continue  # no target of their own: neutral
         # Coloured against the queue's own target: one query per outcome, a colour each.
         assert refs == ["ok", "breach"], tile["title"]
         colours = {

@@ -14,6 +14,7 @@ from stream_app.domain.live import (
 from stream_app.domain.model import Contribution
 from stream_app.domain.queues import WINDOWS
 from stream_app.domain.sla import QueueSla, SlaConfig
+from stream_app.domain.staffing import agents_required
 from tests.unit.dict_store import DictStore
 from tests.unit.test_queues import MIN, T0, Feeder, S, abandoned, answered, at, handled, make
 
@@ -49,11 +50,15 @@ def test_the_record_holds_every_window_waiting_calls_and_targets() -> None:
     assert record["targets"]["target_service_level"] == 0.8
     assert record["stream_time"] == "2026-03-02T10:05:00Z"
     assert record["as_of"] == "2026-03-02T10:05:00.250Z"
-    # Nothing feeds the agent figures yet: null, never a made-up 0.
+    # No agent served the queue: null, never a made-up 0. Agents required come from the calls
+    # alone (Erlang C on the offered calls of 15 minutes and the AHT of the hour).
     assert record["agents"] is None
     assert record["expected_wait_seconds"] is None
-    assert record["agents_required"] is None
     assert interval["occupancy"] is None
+    assert record["agents_required"] == agents_required(
+        record["windows"]["15m"]["offered"], record["windows"]["1h"]["aht_seconds"], 20, 0.8
+    )
+    assert record["agents_required"] is not None
 
 
 def test_an_idle_queue_has_null_means_and_no_oldest_wait() -> None:

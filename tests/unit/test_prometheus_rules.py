@@ -134,19 +134,6 @@ def sample_names(family: Metric) -> set[str]:
     return {family.name}
 
 
-# The agent gauges of contract §6, exported by the agent stage, which is wired in parallel with
-# these rules (issue 11). Remove this set once `exported_names` finds them in the worker's code:
-# `test_the_pending_agent_gauges_are_not_exported_yet` fails then, as a reminder.
-PENDING_AGENT_GAUGES = frozenset(
-    {
-        "callcenter_agents",
-        "callcenter_occupancy_ratio",
-        "callcenter_agents_required",
-        "callcenter_expected_wait_seconds",
-    }
-)
-
-
 def exported_names() -> set[str]:
     """Every series name a worker's GET /metrics can carry, from the worker's own code."""
     families: list[Metric] = []
@@ -193,13 +180,9 @@ def test_every_series_the_rules_read_is_exported_or_recorded() -> None:
         name = rule.get("record") or rule["alert"]
         for expr in [rule["expr"], *template_queries(rule)]:
             for metric in metric_names(expr):
-                if metric not in exported | recorded | PROMETHEUS_METRICS | PENDING_AGENT_GAUGES:
+                if metric not in exported | recorded | PROMETHEUS_METRICS:
                     unknown.setdefault(name, set()).add(metric)
     assert unknown == {}, f"series no worker exports and no rule records: {unknown}"
-
-
-def test_the_pending_agent_gauges_are_not_exported_yet() -> None:
-    assert PENDING_AGENT_GAUGES.isdisjoint(exported_names()), "exported now: empty the set"
 
 
 def test_recording_rules_follow_the_naming_convention() -> None:

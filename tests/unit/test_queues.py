@@ -170,6 +170,8 @@ FIRST_RECORD: dict[str, object] = {
     "longest_wait_seconds": 48.0,
     "service_level": 1 / 3,
     "abandon_rate": 1 / 3,
+    "occupancy": None,  # no agent served the queue
+    "agents_staffed_avg": None,
     "revision": 0,
 }
 

@@ -5,6 +5,7 @@ assigned again, and a revocation (stream_app.queues_processor)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 
 import orjson
@@ -136,3 +137,21 @@ def test_a_revoked_partition_is_no_longer_exported_nor_acked() -> None:
     assert "sales" not in samples
     assert not any(step.startswith("ack") for step in world.log)
     assert proc.checkpoint.held.get(0) is None
+
+
+def test_an_agents_partition_in_a_replay_holds_closing_until_its_facts_are_in() -> None:
+    """The interval closes only once the agents partition says its projections are sent up
+    to past the interval's end and grace: not first with the calls' figures alone."""
+    world = World()
+    proc = dataclasses.replace(processor(world), agents_partitions=1)
+    late = T0 + INTERVAL + GRACE + 1
+    value = update_record("sales", [("c1", C1)], 0, late, None, True)
+    tick = Event(world, "queue-ticks", 0, 0)
+    gate = {"ap": 0, "st": T0 + 100_000, "b": True}
+    run(proc, (update(world, 0, value), False), (tick, True), (tick, True))
+    assert published(world) == []  # the agents partition not heard yet
+    run(proc, (update(world, 1, gate), False), (tick, True))
+    assert published(world) == []  # its facts are in up to 100 s only
+    run(proc, (update(world, 2, {**gate, "st": late}), False), (tick, True))
+    assert [r["answered"] for r in published(world)] == [1]
+    assert proc.stream_time_s() == late / 1000  # the gate never moves the low watermark
