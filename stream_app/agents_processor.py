@@ -69,11 +69,11 @@ class BothPositions:
 
 
 def agent_entries_record(
-    queue: str, entries: list[tuple[str, list[QueueSpan]]], since: int | None
+    queue: str, entries: list[tuple[str, list[QueueSpan], int | None]]
 ) -> bytes:
-    """A `queue-updates` record of agents' projections: {"q": queue, "g": [[agent, spans]],
-    "f": from when the spans tell the timeline (null: whole)}."""
-    return orjson.dumps({"q": queue, "g": [[agent, spans] for agent, spans in entries], "f": since})
+    """A `queue-updates` record of agents' projections: {"q": queue, "g": [[agent, spans,
+    from when the spans tell the timeline (null: whole)]]}."""
+    return orjson.dumps({"q": queue, "g": [list(entry) for entry in entries]})
 
 
 class AgentsProcessor:
@@ -233,18 +233,19 @@ class AgentsProcessor:
         the status of each whose status changed."""
         agents = self.changed.pop(partition, set())
         since = self.agents.since(partition, self.low_watermark(partition))
-        by_queue: dict[str, list[tuple[str, list[QueueSpan]]]] = {}
+        by_queue: dict[str, list[tuple[str, list[QueueSpan], int | None]]] = {}
         for agent_id in sorted(agents):
-            projections, status = self.agents.projections(agent_id, partition, self.wall(), since)
+            start, projections, status = self.agents.projections(
+                agent_id, partition, self.wall(), since
+            )
             for queue, spans in projections:
-                by_queue.setdefault(queue, []).append((agent_id, spans))
+                by_queue.setdefault(queue, []).append((agent_id, spans, start))
             if status is not None:
                 value = orjson.dumps(status)
                 await self.outputs.send(self.topics.status, value, key=agent_id.encode())
         for queue, entries in by_queue.items():
             for first in range(0, len(entries), ENTRIES_PER_RECORD):
-                chunk = entries[first : first + ENTRIES_PER_RECORD]
-                value = agent_entries_record(queue, chunk, since)
+                value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
                 await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
         self.agents.save(partition)
 

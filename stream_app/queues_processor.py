@@ -151,13 +151,15 @@ class QueuesProcessor:
             return
         if "g" in data:  # agents' projected timelines, from the agents stage
             self.owners.owns(data["q"], partition)
-            for index, (agent_id, spans) in enumerate(data["g"]):
+            for index, (agent_id, spans, *start) in enumerate(data["g"]):
                 position = entry_position(message.offset, index)
+                told_from = start[0] if start else data.get("f")  # per entry, or per record
                 since = apply_agent(
-                    self.state_store, data["q"], agent_id, spans, position, data.get("f")
+                    self.state_store, data["q"], agent_id, spans, position, told_from
                 )
                 if since is not None:  # the queue-metrics of the intervals it changed
-                    self.queues.mark_dirty(data["q"], since, self.clock.newest)
+                    low = self._times(partition).low_watermark()
+                    self.queues.mark_dirty(data["q"], since, self.clock.newest, low)
             return
         update = Update.from_json(data)
         if update.stream_time is not None:

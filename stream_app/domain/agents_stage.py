@@ -93,9 +93,15 @@ class AgentsStage(PartitionClocks):
         # encode on every record.
         self.loaded: dict[int, dict[str, tuple[AgentActivity, dict[str, Any]]]] = {}
         self.unsaved: dict[int, dict[str, set[str]]] = {}  # agents and their changed calls
+        # Per partition and agent, the earliest instant its facts changed at since its last
+        # projections: they reach back at least that far. After a crash the stage re-applies
+        # facts whose projections went out before: a projection sent meanwhile (from facts not
+        # all re-read yet) is repaired by the next one, wherever its horizon stands by then.
+        self.changed_from: dict[int, dict[str, int]] = {}
         self.complete: set[int] = set()  # partitions whose every agent is loaded
 
     def forget_partition(self, partition: int) -> None:
+        self.changed_from.pop(partition, None)
         self.clocks.pop(partition, None)
         self.loaded.pop(partition, None)
         self.unsaved.pop(partition, None)
@@ -151,6 +157,10 @@ class AgentsStage(PartitionClocks):
             self.complete.add(partition)
         return agents
 
+    def _changed(self, agent_id: str, ts: int, partition: int) -> None:
+        changed = self.changed_from.setdefault(partition, {})
+        changed[agent_id] = min(ts, changed.get(agent_id, ts))
+
     def _mark(self, extras: dict[str, Any], since: int, partition: int) -> None:
         """The intervals from `since` to stream time may change: dirty (agent-metrics)."""
         now = self.stream_time(partition)
@@ -196,6 +206,7 @@ class AgentsStage(PartitionClocks):
         if not activity.apply(event):
             return AgentOutcome(event=event, duplicate=True)
         self._mark(extras, event.ts, partition)
+        self._changed(event.agent_id, event.ts, partition)
         self._save(event.agent_id, partition)
         return AgentOutcome(event=event)
 
@@ -223,6 +234,7 @@ class AgentsStage(PartitionClocks):
         if since is None:
             return False
         self._mark(extras, since, partition)
+        self._changed(agent_id, since, partition)
         self._save(agent_id, partition, changed)
         return True
 
@@ -241,11 +253,16 @@ class AgentsStage(PartitionClocks):
 
     def projections(
         self, agent_id: str, partition: int, wall_ms: int, since: int | None
-    ) -> tuple[list[tuple[str, list[QueueSpan]]], dict[str, Any] | None]:
-        """Per queue the agent serves (or served when last told), its projected timeline from
-        `since` on (None: whole), empty for a queue it serves nowhere from there; and its
-        `agent-status` record when its status changed since the last one sent. Remembers what
-        it told."""
+    ) -> tuple[int | None, list[tuple[str, list[QueueSpan]]], dict[str, Any] | None]:
+        """From when they tell the timeline (`since`, or the agent's earliest change since its
+        last projections if earlier, never before what the sweeps left exact; None: whole);
+        per queue the agent serves (or served when last told), its projected timeline from
+        there, empty for a queue it serves nowhere from there; and its `agent-status` record
+        when its status changed since the last one sent. Remembers what it told."""
+        earliest = self.changed_from.get(partition, {}).pop(agent_id, None)
+        if since is not None and earliest is not None and earliest < since:
+            pruned: int | None = self.store.get(PRUNED_KEY)
+            since = earliest if pruned is None else max(earliest, pruned)
         activity, extras = self.load(agent_id, partition)
         now = self.stream_time(partition)
         before = set(extras.get("s", ()))
@@ -267,8 +284,8 @@ class AgentsStage(PartitionClocks):
         if changed:
             self._save(agent_id, partition)
         if status is None:
-            return out, None
-        return out, {"agent_id": agent_id, **status, "as_of": format_ts(wall_ms)}
+            return since, out, None
+        return since, out, {"agent_id": agent_id, **status, "as_of": format_ts(wall_ms)}
 
     # -- agent-metrics ---------------------------------------------------------------------------
 

@@ -204,16 +204,20 @@ class QueueStage:
             )
         return applied
 
-    def mark_dirty(self, queue: str, since: int, stream_now: int | None) -> None:
+    def mark_dirty(
+        self, queue: str, since: int, stream_now: int | None, low_watermark: int | None = None
+    ) -> None:
         """The intervals from `since` to stream time are to be published again: an agent's
         timeline for the queue changed from `since` on (its occupancy, its staffed agents).
         Stream time not known yet (a restarted worker whose first records are agents'
-        timelines): every interval up to the retention after `since` (unclosed ones wait)."""
+        timelines): every interval up to the retention after `since` (unclosed ones wait).
+        Not before the retention counted from the low watermark (the sweeps keep what is
+        after it), or from stream time when that is not known: stream time may have jumped
+        days past intervals a calls partition still revises."""
         now = stream_now if stream_now is not None else since + self.windows.retention_ms
         last = interval_start(max(since, now), self.windows.interval_ms)
-        first = interval_start(
-            max(since, last - self.windows.retention_ms), self.windows.interval_ms
-        )
+        floor = (last if low_watermark is None else low_watermark) - self.windows.retention_ms
+        first = interval_start(max(since, floor), self.windows.interval_ms)
         meta = self._meta(queue)
         dirty = set(meta["d"]) | set(range(first, last + 1, self.windows.interval_ms))
         if len(dirty) != len(meta["d"]):

@@ -223,7 +223,7 @@ def test_a_checkpoint_sends_the_projections_then_flushes_then_acks() -> None:
         "ack 0:1",
     ]
     records = [orjson.loads(v) for _, v in sent(world, TOPICS.queue_updates)]
-    assert [(r["q"], [a for a, _ in r["g"]]) for r in records] == [
+    assert [(r["q"], [a for a, *_ in r["g"]]) for r in records] == [
         ("sales", ["a1", "a2"]),
         ("support", ["a2"]),
     ]
@@ -360,7 +360,7 @@ def test_agent_updates_wait_for_the_checkpoint_in_a_backlog_not_on_a_live_feed()
         assert bool(sent(world, "agent-updates")) == at_once
         calls_test.tick(calls, world)
         updates = [orjson.loads(v) for _, v in sent(world, "agent-updates")]
-        assert {agent for record in updates for agent, _ in record["g"]} == {"a1", "a3"}
+        assert {agent for record in updates for agent, *_ in record["g"]} == {"a1", "a3"}
 
 
 def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_back() -> None:
@@ -475,8 +475,9 @@ def test_a_calls_partition_without_events_holds_nothing_back() -> None:
 def test_projections_start_a_horizon_before_the_least_time_of_the_calls_partitions() -> None:
     """A replay drains calls partitions unevenly: an agents partition's own time may be days
     past intervals the queues stage has still to close. Its projections say from when they
-    tell the timeline (`f`), a horizon before the least time of the calls partitions, so the
-    queues stage keeps what lies before; until every calls partition told its time, whole."""
+    tell the timeline (each entry's third element), a horizon before the least time of the
+    calls partitions, so the queues stage keeps what lies before; until every calls partition
+    told its time, whole."""
     world = World()
     proc = agents_processor(world)
     proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=2)
@@ -491,13 +492,13 @@ def test_projections_start_a_horizon_before_the_least_time_of_the_calls_partitio
 
     tick = ("agent-ticks", b"tick", b"")
     [whole] = projected([(TOPICS.updates, b"", orjson.dumps(facts)), tick])
-    assert whole["f"] is None  # calls partition 0 has not told its time yet
+    assert whole["g"][0][2] is None  # calls partition 0 has not told its time yet
     ahead = {"g": [], "st": at(3 * 86_400), "sp": 0, "b": True}
     proc.changed.setdefault(0, set()).add("a1")
     proc.checkpointed_at.clear()
     [cut] = projected([(TOPICS.updates, b"", orjson.dumps(ahead)), tick])
-    assert cut["f"] == at(100) - proc.agents.horizon_ms  # calls partition 1 is at 100 s
-    assert cut["g"] == whole["g"] and cut["g"][0][1]
+    assert cut["g"][0][2] == at(100) - proc.agents.horizon_ms  # calls partition 1: at 100 s
+    assert cut["g"][0][:2] == whole["g"][0][:2] and cut["g"][0][1]
 
 
 def test_retention_counts_from_the_least_time_of_the_calls_partitions() -> None:
@@ -574,3 +575,29 @@ def test_an_agents_partition_not_yet_told_by_every_calls_partition_holds_closing
     run(proc, world, [told, ("agent-ticks", b"tick", b"")])
     [first] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
     assert first == {"ap": 0, "st": None, "b": True}
+
+
+def test_a_projection_reaches_back_to_its_agents_earliest_change() -> None:
+    """After a crash the stage re-applies facts whose projections went out before it; one sent
+    from facts not all re-read yet is repaired by the next, whatever the horizon is by then
+    (test_crash: a queue's agent figures short of the clean run's)."""
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=1)
+    late = at(30 * 3600)  # past the 26 h horizon, within the 48 h retention
+    call = AgentCall("sales", talk=(at(60), at(90)))
+    facts = agent_update_record([("a1", [("c1", call)])], late, 0, True)
+    tick = ("agent-ticks", b"tick", b"")
+
+    def entries(records: list[tuple[str, bytes, bytes]]) -> list[list[Any]]:
+        world.sent.clear()
+        run(proc, world, records)
+        values = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
+        return [entry for value in values for entry in value.get("g", [])]
+
+    [[agent, spans, start]] = entries([(TOPICS.updates, b"", orjson.dumps(facts)), tick])
+    assert (agent, start) == ("a1", at(60)) and spans[0][0] == at(60)
+    proc.changed.setdefault(0, set()).add("a1")  # sent again, nothing changed: the horizon
+    proc.checkpointed_at.clear()
+    [[_, _, again]] = entries([tick])
+    assert again == late - proc.agents.horizon_ms

@@ -219,3 +219,17 @@ def test_the_queues_stage_forgets_agents_by_its_own_retention() -> None:
     stage.sweep(low)
     assert store.get(roster_key("sales")) == ["stays"]
     assert [agent.spans for agent in queue_agents(store, "sales")] == [busy[1:]]
+
+
+def test_an_agents_change_marks_back_to_the_retention_from_the_low_watermark() -> None:
+    """Stream time may jump days on (a partition read to its end) while another calls partition
+    still revises older intervals: a change of an agent's timeline there is published again."""
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30
+    stage.close_due("sales", at(3600))
+    jumped = T0 + 5 * RETENTION
+    spans = [[T0, "available", None], [at(300), "on_call", None], [at(600), "available", None]]
+    since = apply_agent(stage.store, "sales", "a1", spans, position=1 << 40)
+    assert since is not None
+    stage.mark_dirty("sales", since, jumped, low_watermark=at(3600))
+    revised = dict(stage.close_due("sales", jumped))
+    assert revised[interval_key("sales", T0)]["occupancy"] == 300 / 900
