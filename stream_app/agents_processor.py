@@ -8,7 +8,7 @@ stage's table (two `InputGuard`s), both saved by one checkpoint. A record change
 facts only; the changed agents' projected timelines go to the queues stage (on `queue-updates`,
 one record per queue, stream_app.domain.queue_agents), and their status to `agent-status`,
 before each checkpoint of the partition and whenever the input runs dry, so a burst of an
-agent's records crosses the hop once. A tick publishes the partition's closed agent intervals
+agent's records crosses the hop once; retention runs right after them. A tick publishes the partition's closed agent intervals
 (`agent-metrics`).
 """
 
@@ -143,7 +143,6 @@ class AgentsProcessor:
             await self.events_guard.watch(partition)
             await self.updates_guard.watch(partition)
             self.agents.save_stream_time(partition)
-            await self.sweep(partition)
             if not self.tick_checkpoints(partition):
                 await self.checkpoint.hold(partition, event)
                 return
@@ -151,7 +150,6 @@ class AgentsProcessor:
             await self.checkpoint.hold(partition, event, now=True)
             await self.announce(partition)
             return
-        await self.sweep(partition)
         if (
             not await self.checkpoint.hold(partition, event)
             and self.agents.clock_of(partition).live
@@ -247,6 +245,7 @@ class AgentsProcessor:
             for first in range(0, len(entries), ENTRIES_PER_RECORD):
                 value = agent_entries_record(queue, entries[first : first + ENTRIES_PER_RECORD])
                 await self.outputs.send(self.topics.queue_updates, value, key=queue.encode())
+        self.sweep(partition)
         self.agents.save(partition)
 
     async def announce(self, partition: int) -> None:
@@ -311,11 +310,13 @@ class AgentsProcessor:
             return own
         return worker
 
-    async def sweep(self, partition: int) -> None:
+    def sweep(self, partition: int) -> None:
         """Retention, counted from the least time of the calls partitions (as the queues
         stage's sweeps are): a calls partition drained slower delivers facts of days its
         agents' timelines must still cover, which the partition's own (newest) time would
-        already have forgotten."""
+        already have forgotten. Run right after the changed agents' projections went out: a
+        fact is told the queues stage before it is forgotten (in a replay the low watermark
+        moves hours between two checkpoints)."""
         low = self.low_watermark(partition)
         if low is None or not self.sweeps.due(partition, low, self.wall()):
             return

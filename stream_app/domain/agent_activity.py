@@ -386,6 +386,10 @@ class AgentActivity:
         Figures of windows before `before_ts` are not exact after this (the timeline derived
         before keeps its spans there, and the start of the one in force at the cut, until the
         agent is read afresh)."""
+        if self._spans is not None:
+            # Changes not derived yet reach before the cut: derived now, from every fact, or
+            # the spans up to the cut would be derived again from the kept facts only.
+            self.timeline()
         overlays = self._overlays(before_ts)
         keep = {call_id for start, end, _, _, call_id in overlays if end is None or end > before_ts}
         keep.update(

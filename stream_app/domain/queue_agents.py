@@ -4,8 +4,8 @@ The agents stage (keyed by agent) owns each agent's whole activity; the queues s
 queue) needs, per queue, only when each of its agents was in which state while serving it. So
 per queue the agent serves, the agents stage sends the agent's timeline projected on that queue
 (`project`: logged_out while the agent does not serve it) from a horizon on, and the queues stage
-keeps one timeline per (queue, agent): the projection replaces it from the projection's first
-span on, and what lies before stays (`apply_agent`). The agents stage counts its horizon from its
+keeps one timeline per (queue, agent): the projection replaces it from the instant it tells the
+timeline from, and what lies before stays (`apply_agent`). The agents stage counts its horizon from its
 own clocks, which run ahead of the queues stage's closing: what it no longer sends is what the
 queues stage may still have to close, so the queues stage forgets it only by its own retention
 (`prune`). Agent counts, occupancy and staffed time of a queue are sums over these timelines.
@@ -147,15 +147,18 @@ def apply_agent(
 
 
 def merge(old: list[Any], new: list[Any], since: int | None) -> list[Any]:
-    """`old` up to where `new` (the timeline from `since` on: its first span is the one in
-    force at `since`, none when logged_out throughout) takes over; [] when the agent never
-    serves the queue in the result."""
+    """`old` before `since`, then `new` (the timeline from `since` on: its first span is the
+    one in force at `since`, none when logged_out throughout); [] when the agent never serves
+    the queue in the result. Only the state at `since` of that first span is taken, not its
+    start: the agents stage may have forgotten what came before (its retention, a restart),
+    and what the queues stage kept before `since` stays as it was."""
     if since is None:
         merged = new
     else:
-        cut = int(new[0][0]) if new else since
+        merged = [span for span in old if int(span[0]) < since]
         tail = new or [[since, "logged_out", None]]
-        merged = [span for span in old if int(span[0]) < cut]
+        if merged and int(tail[0][0]) < since:
+            tail = [[since, *tail[0][1:]], *tail[1:]]
         if merged and merged[-1][1:] == tail[0][1:]:
             tail = tail[1:]
         merged.extend(tail)

@@ -16,7 +16,8 @@ input, so a queue's keys all live on the queue's partition):
                              published agent figures [occupancy, agents_staffed_avg]]
                             kind: i interval, m minute;
                             a minute's waits (sorted) keep its longest wait exact under withdrawals
-  q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts]}
+  q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts],
+                             "x": the first interval its agents' timelines are exact from (sweeps)}
 """
 
 from __future__ import annotations
@@ -213,12 +214,15 @@ class QueueStage:
         timelines): every interval up to the retention after `since` (unclosed ones wait).
         Not before the retention counted from the low watermark (the sweeps keep what is
         after it), or from stream time when that is not known: stream time may have jumped
-        days past intervals a calls partition still revises."""
+        days past intervals a calls partition still revises. Never before the interval the
+        sweeps left the agents' timelines exact from: one published again there would lose
+        the agents whose spans they forgot."""
         now = stream_now if stream_now is not None else since + self.windows.retention_ms
         last = interval_start(max(since, now), self.windows.interval_ms)
         floor = (last if low_watermark is None else low_watermark) - self.windows.retention_ms
-        first = interval_start(max(since, floor), self.windows.interval_ms)
         meta = self._meta(queue)
+        first = interval_start(max(since, floor), self.windows.interval_ms)
+        first = max(first, meta.get("x", first))
         dirty = set(meta["d"]) | set(range(first, last + 1, self.windows.interval_ms))
         if len(dirty) != len(meta["d"]):
             meta["d"] = sorted(dirty)
@@ -398,17 +402,25 @@ class QueueStage:
         self, timelines: list[tuple[str, Any]], horizon: int, unpublished: set[tuple[str, int]]
     ) -> int:
         """Agents' timelines (stream_app.domain.queue_agents) from the span in force at the
-        horizon on, or at the queue's first interval still to publish if earlier; an agent
-        who serves the queue nowhere after that leaves its roster."""
+        start of the interval of the horizon on, or of the queue's first interval still to
+        publish if earlier (every interval from there is exact: kept in the queue's meta,
+        `mark_dirty` marks none before); an agent who serves the queue nowhere after that
+        leaves its roster."""
         from stream_app.domain.queue_agents import prune, roster_key
 
         first_open: dict[str, int] = {}
         for queue, start in unpublished:
             first_open[queue] = min(start, first_open.get(queue, start))
+        cuts: dict[str, int] = {}
         forgotten = 0
         for key, (position, spans) in timelines:
             _, queue, agent_id = key.split(SEP)
-            kept = prune(spans, min(horizon, first_open.get(queue, horizon)))
+            cut = cuts.get(queue)
+            if cut is None:
+                cut = cuts[queue] = self._agents_exact_from(
+                    queue, min(horizon, first_open.get(queue, horizon))
+                )
+            kept = prune(spans, cut)
             if kept == spans:
                 continue
             forgotten += 1
@@ -420,6 +432,16 @@ class QueueStage:
             if agent_id in roster:
                 self.store.set(roster_key(queue), [a for a in roster if a != agent_id])
         return forgotten
+
+    def _agents_exact_from(self, queue: str, horizon: int) -> int:
+        """The start of the interval of `horizon`, kept as the first the queue's agents'
+        timelines are exact from (it only moves on)."""
+        cut = interval_start(horizon, self.windows.interval_ms)
+        meta = self._meta(queue)
+        if cut > meta.get("x", cut - 1):
+            meta["x"] = cut
+            self.store.set(meta_key(queue), meta)
+        return int(meta["x"])
 
 
 def _move_waits(waits: list[int], removes: list[Figures], adds: list[Figures]) -> None:

@@ -464,6 +464,35 @@ def test_a_timeline_derived_again_from_a_change_equals_one_derived_whole(
 
 
 @settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(1, 40), st.integers(-10, 210))
+def test_pruning_after_changes_not_derived_yet_keeps_the_timeline_before_the_cut(
+    facts: list[AgentEvent | Event], derived: int, cut: int
+) -> None:
+    """The timeline is derived lazily: facts applied since it was last read may lie before
+    the cut. Pruning then keeps the spans before the cut as every fact makes them (the span
+    in force at the cut is what a projection from there tells), not as the kept facts alone
+    would (test_crash lost a morning of an agent's calls to the queues stage this way). A
+    timeline never read is derived from the kept facts: exact from the cut on only."""
+    state = AgentActivity("a1")
+    calls: dict[str, CallState] = {}
+    for index, fact in enumerate(facts):
+        if isinstance(fact, AgentEvent):
+            state.apply(fact._replace(agent_id="a1"))
+        else:
+            call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
+            call.apply(fact)
+            state.set_call(fact.call_id, agent_calls(call).get("a1"))
+        if index < derived:
+            state.timeline()  # read now and then: the rest of the facts are not derived yet
+    before = T0 + cut * S
+    whole = AgentActivity.from_json(state.to_json())
+    state.prune(before)
+    assert [state.at(t) for t in range(T0 - S, before + S, 5 * S)] == [
+        whole.at(t) for t in range(T0 - S, before + S, 5 * S)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
 @given(histories(), st.integers(-10, 210))
 def test_pruning_forgets_nothing_when_every_fact_is_since_the_cut(
     facts: list[AgentEvent | Event], cut: int

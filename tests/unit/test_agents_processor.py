@@ -601,3 +601,29 @@ def test_a_projection_reaches_back_to_its_agents_earliest_change() -> None:
     proc.checkpointed_at.clear()
     [[_, _, again]] = entries([tick])
     assert again == late - proc.agents.horizon_ms
+
+
+def test_facts_are_told_the_queues_stage_before_the_sweep_forgets_them() -> None:
+    """In a replay the low watermark moves hours between two checkpoints: a call applied after
+    the last one and past the retention by the next is projected first, then forgotten (a
+    sweep on the record that moved the watermark lost it, and test_crash's agent figures)."""
+    world = World()
+    proc = agents_processor(world)
+    proc.sweeps = SweepSchedule(wall_every_ms=1, stream_every_ms=1)  # due whenever asked
+    proc.topics = dataclasses.replace(TOPICS, calls_partitions=2)
+    call = AgentCall("sales", talk=(at(60), at(90)))
+    late = at(90) + 2 * RETENTION
+    records = [
+        (
+            TOPICS.updates,
+            b"",
+            orjson.dumps(agent_update_record([("a1", [("c1", call)])], at(90), 0, True)),
+        ),
+        (TOPICS.updates, b"", orjson.dumps({"g": [], "st": late, "sp": 0, "b": True})),
+        (TOPICS.updates, b"", orjson.dumps({"g": [], "st": late, "sp": 1, "b": True})),
+        ("agent-ticks", b"tick", b""),
+    ]
+    run(proc, world, records)
+    [told] = [orjson.loads(v) for _, v in sent(world, TOPICS.queue_updates) if b'"g"' in v]
+    assert told["q"] == "sales" and told["g"][0][1][0] == [at(60), "on_call", None]
+    assert "c1" not in proc.agents.load("a1", 0)[0].calls  # forgotten afterwards

@@ -195,7 +195,13 @@ def test_a_projection_replaces_the_timeline_from_its_horizon_on_and_keeps_what_i
 
 def test_merge() -> None:
     old = [[0, "available", None], [10, "on_call", None], [20, "available", None]]
-    assert merge(old, [[15, "not_ready", "break"]], 16) == [*old[:2], [15, "not_ready", "break"]]
+    assert merge(old, [[15, "not_ready", "break"]], 16) == [*old[:2], [16, "not_ready", "break"]]
+    # The span in force at `since` began long before as the agents stage knows it now (it
+    # forgot what came between): only its state at `since` is taken, what was kept stays.
+    assert merge(old, [[-50, "available", None], [40, "on_call", None]], 30) == [
+        *old,
+        [40, "on_call", None],
+    ]
     assert merge(old, [[10, "on_call", None]], 12) == old[:2]  # the same from the horizon on
     assert merge(old, [], 30) == [*old, [30, "logged_out", None]]
     assert merge([], [], 30) == []  # never served the queue
@@ -233,3 +239,32 @@ def test_an_agents_change_marks_back_to_the_retention_from_the_low_watermark() -
     stage.mark_dirty("sales", since, jumped, low_watermark=at(3600))
     revised = dict(stage.close_due("sales", jumped))
     assert revised[interval_key("sales", T0)]["occupancy"] == 300 / 900
+
+
+def test_an_interval_the_sweep_cuts_keeps_its_agents_when_published_again() -> None:
+    """The horizon of a sweep falls inside an interval already published: the timelines are
+    kept from the start of that interval, so another agent's change there publishes it again
+    with every agent (test_crash's clean run lost one that served 3 minutes before the
+    horizon)."""
+    stage, _ = sales_stage()  # calls in 10:00-10:15 and 10:15-10:30
+    store = stage.store
+    brief = [[at(300), "on_call", None], [at(480), "logged_out", None]]
+    steady = [[T0, "available", None]]
+    apply_agent(store, "sales", "brief", brief, position=1)
+    apply_agent(store, "sales", "steady", steady, position=2)
+    first = interval_key("sales", T0)
+    published = dict(stage.close_due("sales", at(3600)))[first]
+    assert published["agents_staffed_avg"] == (180 + 900) / 900
+    low = T0 + RETENTION + 10 * 60 * S  # the horizon: 10:10, inside the first interval
+    stage.sweep(low)
+    changed = [
+        [T0, "available", None],
+        [at(60), "not_ready", "break"],
+        [at(120), "available", None],
+    ]
+    since = apply_agent(store, "sales", "steady", changed, position=3, since=at(60))
+    assert since == at(60)
+    stage.mark_dirty("sales", since, at(3600), low_watermark=low)
+    again = dict(stage.close_due("sales", at(3600)))[first]
+    assert again["agents_staffed_avg"] == (180 + 900) / 900
+    assert again["occupancy"] == 180 / (180 + 840)
