@@ -2,8 +2,8 @@
 and agent-events (+ agent-updates from calls) → agents → queue-updates → queues.
 
 The calls stage combines what crosses to the queues stage: each call's latest contribution per
-queue, one record per queue, before each checkpoint and whenever its input buffer runs dry
-(stream_app.domain.hop): Faust's cost is per record.
+queue, one record per queue, before each checkpoint and, on a live feed, whenever its input
+buffer runs dry (stream_app.domain.hop): Faust's cost is per record.
 
 Both agents also read a tick topic co-partitioned with their input, so housekeeping (closing
 intervals of idle queues on a live feed, retiring calls, retention) runs in stream context on

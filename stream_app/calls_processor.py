@@ -191,14 +191,8 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, now=tick) and idle():
-            # While a backlog is read, a partition's contributions wait for its checkpoint (a
-            # tick, a second at most): sent at each idle moment, a week of the month crossed
-            # the hop in 16,800 records for 47,000 events, each costing the queues stage far
-            # more to read than its entries to apply. On a live feed, or caught up, at once.
-            # So does what calls mean to agents (the agents stage sends nothing on before its
-            # own checkpoint anyway).
             for held in sorted({*self.pending.partitions(), *self.agent_pending.by_partition}):
-                if self.calls.clock_of(held).live or not self.behind(held):
+                if self.sends_at_once(held):
                     await self.send_pending(held)
 
     async def punctuate(self, partition: int) -> None:
@@ -292,6 +286,15 @@ class CallsProcessor:
                 self.topics.outcomes, orjson.dumps(emission.outcome), key=call_id.encode()
             )
 
+    def sends_at_once(self, partition: int) -> bool:
+        """Whether the partition's contributions, and what its calls mean to agents, go as soon
+        as the input buffer runs dry: on a live feed, or caught up. While a backlog is read they
+        wait for its checkpoint (a tick, a second at most): small fetches empty the buffer all
+        the time, and sent at each such moment a week of the month crossed the hop in 16,800
+        records for 47,000 events, each costing the queues stage far more to read than its
+        entries to apply (the agents stage sends nothing on before its own checkpoint anyway)."""
+        return self.calls.clock_of(partition).live or not self.behind(partition)
+
     async def send_pending(self, partition: int) -> None:
         """What the partition holds back: before its checkpoint (it must be durable first)."""
         await self.send_contributions(partition)
@@ -299,7 +302,7 @@ class CallsProcessor:
 
     async def send_contributions(self, partition: int) -> None:
         """The partition's pending contributions, one record per queue: before its checkpoint
-        and whenever the stage's input buffer runs dry."""
+        (they must be durable first), and when the input buffer runs dry if `sends_at_once`."""
         st, seen_at, behind = self.clock_of(partition)
         for queue, entries in self.pending.take(partition):
             value = orjson.dumps(update_record(queue, entries, partition, st, seen_at, behind))

@@ -2,9 +2,10 @@
 
 Faust's cost is per record, so the calls stage does not send one `queue-updates` record per call
 per change: it keeps, per calls partition, each (queue, call)'s latest contribution since the
-last send, and sends one record per queue carrying them all — when its input buffer runs dry
-(live: at once) and before each checkpoint of the partition (backlog: every few thousand
-records or a second). A call that changed five times in between crosses the hop once.
+last send, and sends one record per queue carrying them all — before each checkpoint of the
+partition (a backlog: every few thousand records or a second) and, on a live feed or caught
+up, whenever its input buffer runs dry (at once). A call that changed five times in between
+crosses the hop once.
 
 The queues stage stays exact under replays because it replaces each call's contribution, and
 it stays crash-safe because each entry of a record has its own position,
