@@ -2,10 +2,13 @@
 the consumer stopped delivering are fetched again, neither too early nor over and over."""
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from faust.transport.consumer import Consumer
 from faust.types import TP
+from intervaltree import IntervalTree  # type: ignore[import-untyped]
 
 from stream_app.input_guard import QUEUED_STALL_AFTER_S, STALL_AFTER_S, InputGuard
 
@@ -17,12 +20,45 @@ class FakeConsumer:
         self.highwaters = {0: highwater}
         self.seeks: list[dict[TP, int]] = []
         self._read_offset: dict[TP, int] = {}  # what Faust's fetch loop handed to the streams
+        self._committed_offset: dict[TP, int] = {}
+
+    async def maybe_wait_for_commit_to_finish(self) -> bool:
+        return False
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> bool:
+        self._committed_offset.update(offsets)
+        return True
 
     def highwater(self, tp: TP) -> int | None:
         return self.highwaters[tp.partition]
 
     async def seek_wait(self, partitions: dict[TP, int]) -> None:
         self.seeks.append(dict(partitions))
+
+
+class CommittingConsumer(FakeConsumer):
+    """What Faust's consumer commits after acks, by Faust's own code: past offsets acked one
+    after another (an ack below the committed offset is ignored, as Faust's `ack` does)."""
+
+    def __init__(self, highwater: int | None, committed: int) -> None:
+        super().__init__(highwater)
+        self._gap: defaultdict[TP, IntervalTree] = defaultdict(IntervalTree)
+        self._acked: defaultdict[TP, list[int]] = defaultdict(list)
+        self._acked_index: defaultdict[TP, set[int]] = defaultdict(set)
+        self._committed_offset[TP(TOPIC, 0)] = committed
+
+    def ack(self, offset: int) -> None:
+        tp = TP(TOPIC, 0)
+        if offset >= self._committed_offset[tp]:
+            self._acked[tp].append(offset)
+            self._acked_index[tp].add(offset)
+
+    def commit(self) -> int:
+        tp = TP(TOPIC, 0)
+        offset = Consumer._new_offset(self, tp)  # type: ignore[arg-type]
+        if offset is not None and offset > self._committed_offset[tp]:
+            self._committed_offset[tp] = offset
+        return self._committed_offset[tp]
 
 
 class FakeStore:
@@ -131,3 +167,26 @@ def test_a_record_that_just_reached_a_quiet_partition_gets_its_time_too() -> Non
     now[0] += 1
     asyncio.run(guard.watch(0))
     assert consumer.seeks == [{TP(TOPIC, 0): 7}]  # it never came
+
+
+def test_a_record_applied_before_and_lost_on_its_way_again_holds_no_commit_back() -> None:
+    """A restarted worker: Faust committed up to 4632, the table says 4792 (the killed worker
+    applied the rest). Faust delivers 4632.. again, the guard skips them, but one is lost on
+    the way (a stream buffer cleared at the end of a recovery): Faust commits past what the
+    table vouches for all the same, or the group's lag stays at 160 for good."""
+    consumer = CommittingConsumer(highwater=4792, committed=4632)
+    guard = InputGuard(
+        SimpleNamespace(consumer=consumer),
+        FakeStore(4792),  # type: ignore[arg-type]
+        TOPIC,
+        probe=None,  # type: ignore[arg-type]
+        clock=lambda: 100.0,
+    )
+    guard.forget(0)
+    for offset in [*range(4632, 4700), *range(4701, 4792)]:  # 4700 never comes
+        asyncio.run(guard.admit(message(offset)))
+        consumer.ack(offset)
+    assert consumer.commit() == 4792
+    asyncio.run(guard.admit(message(4792)))  # a new record: applied, committed past as ever
+    consumer.ack(4792)
+    assert consumer.commit() == 4793
