@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from stream_app.domain.events import parse_ts
+from stream_app.domain.agent_activity import AgentActivity, agent_calls, queue_state_time
+from stream_app.domain.calls import CallState
+from stream_app.domain.events import parse_event, parse_ts
 from stream_app.sources.anonymous_bank import load
 from tests.integration.engine import Calls, latest_by_key, send, wait_for
 from tests.integration.test_workers import exported
@@ -107,6 +110,45 @@ def clean(
     result = run_clean(tmp_path_factory.mktemp("clean"), events)
     assert len(result[0]) > 300
     return events, result
+
+
+def agents_derived_whole(events: list[tuple[str, dict[str, Any]]]) -> list[AgentActivity]:
+    """Every agent's activity from every call of the workload at once, in the domain core: no
+    stream, no hop, no checkpoint, no retention (the month names agents only through calls)."""
+    calls: dict[str, CallState] = {}
+    for _, value in events:
+        event = parse_event(orjson.dumps(value), now_ms=UNTIL_MS * 2, max_bytes=1 << 20)
+        calls.setdefault(event.call_id, CallState.new(event.call_id)).apply(event)
+    agents: dict[str, AgentActivity] = {}
+    for call_id, call in calls.items():
+        for agent_id, meaning in agent_calls(call).items():
+            agents.setdefault(agent_id, AgentActivity(agent_id)).set_call(call_id, meaning)
+    return list(agents.values())
+
+
+def test_a_clean_runs_agent_figures_are_those_of_the_agents_derived_whole(
+    clean: tuple[list[tuple[str, dict[str, Any]]], Outputs],
+) -> None:
+    """Five days drained at full speed: calls partitions days apart, agents' facts crossing two
+    hops, timelines cut by the retention while intervals still close. Each interval's
+    `occupancy` and `agents_staffed_avg` are what the agents' whole activity gives (the crash
+    runs are compared with this run, so it must be right itself)."""
+    events, (metrics, _) = clean
+    agents = agents_derived_whole(events)
+    wrong = []
+    for key, record in sorted(metrics.items()):
+        queue = str(record["queue"])
+        start, end = parse_ts(str(record["interval_start"])), parse_ts(str(record["interval_end"]))
+        time = queue_state_time(agents, queue, start, end, end)
+        want = (time.occupancy, time.staffed_ms / (end - start) if time.staffed_ms else None)
+        got = (record["occupancy"], record["agents_staffed_avg"])
+        if any(
+            (a is None) != (b is None) or (b is not None and a != pytest.approx(b))
+            for a, b in zip(got, want, strict=True)
+        ):
+            wrong.append(f"{key}: {record['occupancy']}, {record['agents_staffed_avg']}; {want}")
+    assert any(record["agents_staffed_avg"] for record in metrics.values())
+    assert not wrong, f"{len(wrong)} of {len(metrics)} intervals, e.g. {wrong[:5]}"
 
 
 def assert_reaches(

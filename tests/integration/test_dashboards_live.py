@@ -6,11 +6,13 @@ import json
 import time
 from pathlib import Path
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from grafana.queries import PROMETHEUS_METRICS, expressions, metric_names
+from stream_app.domain.events import format_ts
 from tests.integration.engine import Calls, send, wait_for
-from tests.support import Worker, started, unique_prefix
+from tests.support import Worker, produce, started, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -39,7 +41,8 @@ def exported(worker: Worker, path: str) -> set[str]:
 
 def scenario(t0: int) -> Calls:
     """One of each kind of call, so every per-queue series exists: answered and wrapped up
-    (ASA, AWT, AHT, answer-speed histogram), abandoned, flowed out, still waiting."""
+    (ASA, AWT, AHT, answer-speed histogram), abandoned, flowed out, still waiting (with agent
+    `a` logged in and available again: the expected wait)."""
     calls = Calls()
     calls.answered("d1", "dash", t0, 5 * S)
     calls.add("d1", "call_ended", t0 + 30 * S)
@@ -62,7 +65,16 @@ def test_every_metric_a_dashboard_uses_is_exported_by_a_worker(
     assert {"callcenter_service_level_ratio", "faust_topic_partition_end_offset"} <= wanted
     prefix = unique_prefix("dashboards")
     worker = started(workers, tmp_path, prefix)
-    send(prefix, scenario(time.time_ns() // 1_000_000 - 60 * S).events)
+    t0 = time.time_ns() // 1_000_000 - 60 * S
+    login = {
+        "event_id": "a:login",
+        "agent_id": "a",
+        "type": "agent_logged_in",
+        "ts": format_ts(t0 - S),
+        "queues": ["dash"],
+    }
+    produce(prefix + "agent-events", [("a", orjson.dumps(login))])
+    send(prefix, scenario(t0).events)
 
     try:
         wait_for(lambda: wanted <= exported(worker, "/metrics"), timeout=90)
