@@ -40,7 +40,12 @@ queues:
     patience_seconds: {dist: exponential, mean: 240}
   vip: {arrivals_per_hour: 20, agents: 2, emit_offers: false, ivr_only: 0.2, timeout_seconds: 45, overflow: sales}
   no-ivr: {arrivals_per_hour: 30, agents: 3, emit_ivr_ended: false, wrapup_seconds: 0}
-faults: {duplicate: 0.03, reorder: 0.05, late: 0.02, malformed: 0.01}
+faults:
+  duplicate: 0.03
+  reorder: 0.05
+  late: 0.02
+  late_seconds: {dist: uniform, low: 1200, high: 1800}
+  malformed: 0.01
 """
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out")
 
@@ -142,7 +147,8 @@ def test_the_engine_reports_the_simulators_own_figures(
     tmp_path: Path, workers: list[Worker], pace: list[str], stop_after: float | None
 ) -> None:
     """As fast as possible, everything arrives before any interval closes; at 120x (30 s for
-    the hour) late events land after their interval was published: corrections. Stopped
+    the hour) late events (20-30 simulated minutes late: 10-15 s) land after their interval
+    was published, however long the agents partitions hold closing back: corrections. Stopped
     midway (at 240x), the simulator closes the center: the calls in progress end then."""
     prefix = unique_prefix("sim")
     worker = started(workers, tmp_path, prefix)
