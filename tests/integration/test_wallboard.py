@@ -142,6 +142,10 @@ def test_the_board_shows_every_queue_with_the_figures_of_metrics(
     )
     page.wait_for_selector('#agents tbody tr[data-agent="a"]', timeout=BOARD_TIMEOUT_MS)
     assert not page.locator("#no-agents").is_visible()
+    # Its only agent busy all the time: occupancy 100 % is past the queue's 90 % at most.
+    occupancy = tile(page, "alpha", "occupancy")
+    assert occupancy.get_attribute("data-level") == "red"
+    assert "max 90%" in occupancy.inner_text()
 
     open_board(page, worker, "?queue=gamma,alpha&kiosk=1")
     page.wait_for_selector('tr[data-queue="alpha"]', timeout=BOARD_TIMEOUT_MS)

@@ -67,6 +67,15 @@ function agentsBy(r) {
     not_ready: a.not_ready || 0,
   };
 }
+// Agents: red when calls wait and no agent is available or busy (the critical alert), amber
+// when fewer are available or busy than Erlang C requires for the target.
+function agentsLevel(v, t, r) {
+  if (v == null) return "none";
+  const working = v.available + v.busy;
+  if (r.calls_waiting && working === 0) return "red";
+  if (r.agents_required != null && working < r.agents_required) return "amber";
+  return "green";
+}
 const FIGURES = [
   {
     key: "service_level", value: (r, w) => r.windows?.[w]?.service_level ?? null,
@@ -89,8 +98,10 @@ const FIGURES = [
     target: (t) => "max " + secs(t.max_oldest_waiting_seconds),
   },
   {
+    // A caller joining now: against the service level's threshold (answered within it).
     key: "expected_wait_seconds", value: (r) => r.expected_wait_seconds ?? null,
-    text: secs, level: () => "none", target: () => "",
+    text: secs, level: (v, t) => lowerBetter(v, t.service_level_seconds),
+    target: (t) => "limit " + secs(t.service_level_seconds),
   },
   {
     key: "abandon_rate", value: (r, w) => r.windows?.[w]?.abandon_rate ?? null,
@@ -100,11 +111,13 @@ const FIGURES = [
   {
     key: "agents", value: agentsBy,
     text: (v) => (v == null ? "—" : v.available + " / " + v.busy + " / " + v.not_ready),
-    level: () => "none", target: () => "",
+    level: agentsLevel,
+    target: (t, r) => (r?.agents_required == null ? "" : "need " + r.agents_required),
   },
   {
     key: "occupancy", value: (r, w) => r.windows?.[w]?.occupancy ?? null,
-    text: (v) => pct(v, 0), level: () => "none", target: () => "",
+    text: (v) => pct(v, 0), level: (v, t) => lowerBetter(v, t.max_occupancy),
+    target: (t) => "max " + pct(t.max_occupancy, 0),
   },
 ];
 
@@ -148,7 +161,7 @@ function renderRow(queue) {
     const figure = FIGURES[i];
     const v = figure.value(record, state.window);
     td.querySelector(".value").textContent = figure.text(v);
-    td.querySelector(".target").textContent = figure.target(targets);
+    td.querySelector(".target").textContent = figure.target(targets, record);
     td.dataset.value = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
     td.dataset.level = figure.level(v, targets, record);
     td.dataset.past = figure.key === "service_level" ? "below" : "above"; // the way a breach goes
