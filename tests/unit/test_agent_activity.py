@@ -437,6 +437,16 @@ def test_pruning_keeps_the_present(facts: list[AgentEvent | Event], cut: int, le
     assert (state.answered(*window[:2]), state.handled(*window[:2])) == counts
 
 
+def learn(state: AgentActivity, calls: dict[str, CallState], fact: AgentEvent | Event) -> None:
+    """One fact as the agents stage learns it: an agent event, or a call's whole meaning now."""
+    if isinstance(fact, AgentEvent):
+        state.apply(fact._replace(agent_id="a1"))
+    else:
+        call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
+        call.apply(fact)
+        state.set_call(fact.call_id, agent_calls(call).get("a1"))
+
+
 @settings(max_examples=500, deadline=None)
 @given(histories(), st.randoms(use_true_random=False))
 def test_a_timeline_derived_again_from_a_change_equals_one_derived_whole(
@@ -449,12 +459,7 @@ def test_a_timeline_derived_again_from_a_change_equals_one_derived_whole(
     state = AgentActivity("a1")
     calls: dict[str, CallState] = {}
     for fact in facts:
-        if isinstance(fact, AgentEvent):
-            state.apply(fact._replace(agent_id="a1"))
-        else:
-            call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
-            call.apply(fact)
-            state.set_call(fact.call_id, agent_calls(call).get("a1"))
+        learn(state, calls, fact)
         state.timeline()
         whole = AgentActivity.from_json(state.to_json())
         assert state.timeline() == whole.timeline()
@@ -476,12 +481,7 @@ def test_pruning_after_changes_not_derived_yet_keeps_the_timeline_before_the_cut
     state = AgentActivity("a1")
     calls: dict[str, CallState] = {}
     for index, fact in enumerate(facts):
-        if isinstance(fact, AgentEvent):
-            state.apply(fact._replace(agent_id="a1"))
-        else:
-            call = calls.setdefault(fact.call_id, CallState.new(fact.call_id))
-            call.apply(fact)
-            state.set_call(fact.call_id, agent_calls(call).get("a1"))
+        learn(state, calls, fact)
         if index < derived:
             state.timeline()  # read now and then: the rest of the facts are not derived yet
     before = T0 + cut * S
