@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
 
 
+def sweep_schedule(retention_ms: int) -> SweepSchedule:
+    """Each stage's retention scans: once a minute of wall clock, or per period of stream."""
+    return SweepSchedule(
+        wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(retention_ms)
+    )
+
+
 def register(pipeline: Pipeline) -> None:
     app, settings, metrics = pipeline.app, pipeline.settings, pipeline.metrics
     topic = settings.topic
@@ -143,9 +150,7 @@ def register(pipeline: Pipeline) -> None:
         metrics_topic=topic("queue-metrics"),
         calls_partitions=pipeline.partitions[topic("call-events")],
         agents_partitions=pipeline.partitions[topic("agent-updates")],
-        sweeps=SweepSchedule(
-            wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(windows.retention_ms)
-        ),
+        sweeps=sweep_schedule(windows.retention_ms),
         live=live,
     )
     pipeline.probes["queues_stream_time_s"] = queues_processor.stream_time_s
@@ -171,9 +176,7 @@ def register(pipeline: Pipeline) -> None:
         highwater=lambda partition: app.consumer.highwater(
             TP(call_events.get_topic_name(), partition)
         ),
-        sweeps=SweepSchedule(
-            wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
-        ),
+        sweeps=sweep_schedule(settings.retention_ms),
     )
 
     def agents_caught_up(partition: int) -> bool:
@@ -219,9 +222,7 @@ def register(pipeline: Pipeline) -> None:
             queue_partitions=pipeline.partitions[topic("queue-updates")],
             calls_partitions=pipeline.partitions[topic("call-events")],
         ),
-        sweeps=SweepSchedule(
-            wall_every_ms=SWEEP_EVERY_MS, stream_every_ms=stream_period_ms(settings.retention_ms)
-        ),
+        sweeps=sweep_schedule(settings.retention_ms),
         worker_clock=clock,
         caught_up=agents_caught_up,
     )

@@ -22,7 +22,6 @@ import orjson
 
 from stream_app.calls_processor import (
     FLUSH_EVERY,
-    REANNOUNCE_EVERY_MS,
     Guard,
     Sender,
     State,
@@ -30,7 +29,7 @@ from stream_app.calls_processor import (
 )
 from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentsStage, agent_calls_entries
-from stream_app.domain.clock import EventClock, wall_ms
+from stream_app.domain.clock import Announced, EventClock, wall_ms
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.queue_agents import QueueSpan
 from stream_app.domain.sweeps import SweepSchedule
@@ -110,8 +109,7 @@ class AgentsProcessor:
         self.replay_checkpoint_ms = replay_checkpoint_ms
         self.checkpointed_at: dict[int, int] = {}  # per partition: its last tick checkpoint
         self.changed: dict[int, set[str]] = {}  # per partition: agents whose facts changed
-        # per partition: (stream time, behind, wall) last announced to the queue partitions
-        self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        self.announced = Announced()  # each partition's clock, as told the queue partitions
         # per partition: each calls partition's time and backlog as last sent ("sp", "st", "b")
         self.delivered: dict[int, dict[int, tuple[int | None, bool]]] = {}
         self.checkpoint = Checkpoint(
@@ -214,13 +212,7 @@ class AgentsProcessor:
             self.delivered.setdefault(message.partition, {})[data["sp"]] = (st, bool(data.get("b")))
         changed = self.changed.setdefault(message.partition, set())
         for agent_id, entries in data["g"]:
-            self.agents.apply_calls(
-                agent_id,
-                agent_calls_entries(entries),
-                data.get("st"),
-                self.wall(),
-                message.partition,
-            )
+            self.agents.apply_calls(agent_id, agent_calls_entries(entries), message.partition)
             # Sent even when nothing changed: a replayed record repairs a send a crash lost.
             changed.add(agent_id)
         if data["g"]:
@@ -261,12 +253,8 @@ class AgentsProcessor:
             or (self.topics.calls_partitions > 0 and self._told(partition) is None)
         )
         st = self.delivered_time(partition)
-        last = self.announced.get(partition)
-        wall = self.wall()
-        fresh = last is not None and wall - last[2] < REANNOUNCE_EVERY_MS
-        if fresh and last is not None and last[:2] == (st, behind):
+        if not self.announced.due(partition, st, behind, self.wall()):
             return  # the same news, told less than a minute ago
-        self.announced[partition] = (st, behind, wall)
         value = orjson.dumps({"ap": partition, "st": st, "b": behind})
         for target in range(self.topics.queue_partitions):
             await self.outputs.send(self.topics.queue_updates, value, partition=target)

@@ -24,12 +24,11 @@ from stream_app.checkpoint import Checkpoint
 from stream_app.domain.agents_stage import AgentPending, agent_update_record
 from stream_app.domain.calls import Emission
 from stream_app.domain.calls_stage import CallsStage
-from stream_app.domain.clock import wall_ms
+from stream_app.domain.clock import Announced, wall_ms
 from stream_app.domain.hop import Pending, update_record
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
 
-REANNOUNCE_EVERY_MS = 60_000  # a calls partition's unchanged clock, told again to the queues stage
 AGENTS_CLOCK_EVERY_MS = 5_000  # in a replay, how often its clock goes to the agents partitions
 FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
 Headers = list[tuple[str, bytes]]
@@ -168,11 +167,9 @@ class CallsProcessor:
         self.wall = wall
         self.pending = Pending()  # contributions applied, not sent yet
         self.agent_pending = AgentPending()  # what calls mean to agents, not sent yet
-        # per partition: (stream time, behind, wall) last announced
-        self.announced: dict[int, tuple[int | None, bool, int]] = {}
+        self.announced = Announced()  # the partition's clock, as told the queue partitions
         self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
-        # per partition: (stream time, behind, wall) last told to the agents partitions
-        self.told_agents: dict[int, tuple[int | None, bool, int]] = {}
+        self.told_agents = Announced()  # the partition's clock, as told the agents partitions
         self.checkpoint = Checkpoint(
             outputs, state, guard, every=flush_every, before=self.send_pending
         )
@@ -203,13 +200,11 @@ class CallsProcessor:
         told = await self.send_agent_updates(partition)
         st, seen_at, behind = self.clock_of(partition)
         self.calls.save_stream_time(partition)
-        last = self.announced.get(partition)
         wall = self.wall()
         # Announce a change at once, the same news after every rebalance (a queue partition
         # that moved to a worker which has not heard it yet closes nothing until then) and
         # once a minute; not more often, or queue-updates would never be read to its end.
-        if last is None or last[:2] != (st, behind) or wall - last[2] >= REANNOUNCE_EVERY_MS:
-            self.announced[partition] = (st, behind, wall)
+        if self.announced.due(partition, st, behind, wall):
             watermark = orjson.dumps({"sp": partition, "st": st, "sa": seen_at, "b": behind})
             for target in range(self.topics.update_partitions):
                 await self.outputs.send(self.topics.updates, watermark, partition=target)
@@ -225,13 +220,9 @@ class CallsProcessor:
         every few seconds only, at most every AGENTS_CLOCK_EVERY_MS; unchanged, once a minute."""
         if self.topics.agent_updates is None:
             return
-        last = self.told_agents.get(partition)
-        if last is not None and last[1] == behind:  # news of the backlog goes at once
-            changed = last[0] != st
-            due = self.calls.clock_of(partition).live or wall - last[2] >= AGENTS_CLOCK_EVERY_MS
-            if not (changed and due) and wall - last[2] < REANNOUNCE_EVERY_MS:
-                return
-        self.told_agents[partition] = (st, behind, wall)
+        gap = 0 if self.calls.clock_of(partition).live else AGENTS_CLOCK_EVERY_MS
+        if not self.told_agents.due(partition, st, behind, wall, min_gap_ms=gap):
+            return
         clock_only = orjson.dumps(agent_update_record([], st, partition, behind))
         for target in range(self.topics.agent_partitions):
             if target not in told:

@@ -151,14 +151,13 @@ class QueuesProcessor:
             return
         if "g" in data:  # agents' projected timelines, from the agents stage
             self.owners.owns(data["q"], partition)
-            for index, (agent_id, spans, *start) in enumerate(data["g"]):
+            low = self._times(partition).low_watermark()
+            for index, (agent_id, spans, told_from) in enumerate(data["g"]):
                 position = entry_position(message.offset, index)
-                told_from = start[0] if start else data.get("f")  # per entry, or per record
                 since = apply_agent(
                     self.state_store, data["q"], agent_id, spans, position, told_from
                 )
                 if since is not None:  # the queue-metrics of the intervals it changed
-                    low = self._times(partition).low_watermark()
                     self.queues.mark_dirty(data["q"], since, self.clock.newest, low)
             return
         update = Update.from_json(data)

@@ -166,10 +166,12 @@ class AgentsStage(PartitionClocks):
         now = self.stream_time(partition)
         last = interval_start(max(since, now if now is not None else since), self.interval_ms)
         first = interval_start(max(since, last - self.retention_ms), self.interval_ms)
-        dirty = set(extras.get("d", ()))
-        dirty.update(range(first, last + 1, self.interval_ms))
-        extras["d"] = sorted(dirty)
+        self._dirty(extras, first, last)
         extras["h"] = max(last, extras.get("h", last))
+
+    def _dirty(self, extras: dict[str, Any], first: int, last: int) -> None:
+        """The intervals from `first` to `last` (starts) join the agent's dirty ones."""
+        extras["d"] = sorted({*extras.get("d", ()), *range(first, last + 1, self.interval_ms)})
 
     def _mark_staffed(self, activity: AgentActivity, extras: dict[str, Any], now: int) -> bool:
         """An agent staffed since its last fact stays so without news: the intervals from the
@@ -183,7 +185,7 @@ class AgentsStage(PartitionClocks):
         if activity.at(high + self.interval_ms).state == "logged_out":
             return True
         first = max(high, interval_start(now - self.retention_ms, self.interval_ms))
-        extras["d"] = sorted({*extras.get("d", ()), *range(first, current + 1, self.interval_ms)})
+        self._dirty(extras, first, current)
         return True
 
     def process(
@@ -211,16 +213,10 @@ class AgentsStage(PartitionClocks):
         return AgentOutcome(event=event)
 
     def apply_calls(
-        self,
-        agent_id: str,
-        entries: list[tuple[str, AgentCall | None]],
-        stream_time: int | None,
-        wall_ms: int,
-        partition: int,
+        self, agent_id: str, entries: list[tuple[str, AgentCall | None]], partition: int
     ) -> bool:
-        """One `agent-updates` record: calls' whole meaning to the agent. True if it changed."""
-        if stream_time is not None:
-            self.clock_of(partition).observe(stream_time, wall_ms)
+        """One agent's entries of an `agent-updates` record: calls' whole meaning to the agent
+        (the record's clock is the processor's to observe, once). True if it changed."""
         activity, extras = self.load(agent_id, partition)
         since: int | None = None
         changed: list[str] = []

@@ -80,6 +80,35 @@ class EventClock:
         return cls(newest=newest, seen_at=seen_at, high=high)
 
 
+REANNOUNCE_EVERY_MS = 60_000  # unchanged news of a partition's clock, told again this often
+
+
+class Announced:
+    """Per partition, the news of its clock last told (time, backlog) and when: new news goes
+    at once (or after `min_gap_ms`, for a change of time alone), the same again only after
+    REANNOUNCE_EVERY_MS (a partition that moved to a worker which has not heard it yet)."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, tuple[int | None, bool, int]] = {}
+
+    def due(
+        self, partition: int, time: int | None, behind: bool, wall: int, min_gap_ms: int = 0
+    ) -> bool:
+        """Whether to tell it now; a True is taken as told."""
+        last = self.last.get(partition)
+        if last is not None and wall - last[2] < REANNOUNCE_EVERY_MS:
+            if last[:2] == (time, behind):
+                return False
+            if last[1] == behind and wall - last[2] < min_gap_ms:
+                return False
+        self.last[partition] = (time, behind, wall)
+        return True
+
+    def clear(self) -> None:
+        """Every partition tells its news again at its next chance (after a rebalance)."""
+        self.last.clear()
+
+
 @dataclass(frozen=True, slots=True)
 class Announcement:
     """A calls partition's clock as it told the queues stage: its stream time, and whether it

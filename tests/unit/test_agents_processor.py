@@ -381,13 +381,13 @@ def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_bac
 
     first = stage()
     calls = {f"c{n}": AgentCall("sales", talk=(at(60 * n), at(60 * n + 30))) for n in range(5)}
-    first.apply_calls("a1", list(calls.items()), at(300), WALL, 0)
+    first.apply_calls("a1", list(calls.items()), 0)
     first.save(0)
     assert {key for key in store.data if key.startswith("a1\x1f")} == {
         f"a1\x1f{call}" for call in calls
     }
     writes = store.writes
-    first.apply_calls("a1", [("c4", AgentCall("sales", talk=(at(240), at(290))))], None, WALL, 0)
+    first.apply_calls("a1", [("c4", AgentCall("sales", talk=(at(240), at(290))))], 0)
     first.save(0)
     assert store.writes - writes == 2  # the agent's value and c4
     again = stage()
@@ -395,7 +395,7 @@ def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_bac
     assert activity.calls == first.load("a1", 0)[0].calls
     assert activity.calls["c4"].talk == (at(240), at(290))
     # Two days on, every call is past the retention: forgotten, and deleted from the table.
-    again.apply_calls("a1", [("c9", AgentCall("sales", talk=(at(2 * 86400), None)))], None, WALL, 0)
+    again.apply_calls("a1", [("c9", AgentCall("sales", talk=(at(2 * 86400), None)))], 0)
     again.clock_of(0).observe(at(2 * 86400 + 3600), WALL)
     assert again.sweep(0) == ["a1"]
     again.save(0)
@@ -553,7 +553,7 @@ def test_projections_never_reach_before_what_the_sweeps_left_exact() -> None:
     proc = agents_processor(world)  # a 26 h horizon, a 48 h retention
     stage = proc.agents
     world.store.current = 0
-    stage.apply_calls("a1", [("c1", AgentCall("sales", talk=(at(60), at(90))))], at(90), WALL, 0)
+    stage.apply_calls("a1", [("c1", AgentCall("sales", talk=(at(60), at(90))))], 0)
     assert stage.since(0, None) is None  # nothing forgotten: whole
     low = at(3 * 86_400)
     stage.sweep(0, low)

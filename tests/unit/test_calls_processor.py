@@ -15,13 +15,12 @@ import pytest
 
 from stream_app.calls_processor import (
     AGENTS_CLOCK_EVERY_MS,
-    REANNOUNCE_EVERY_MS,
     CallsProcessor,
     CallsTopics,
     Headers,
 )
 from stream_app.domain.calls_stage import CallsStage
-from stream_app.domain.clock import EventClock
+from stream_app.domain.clock import REANNOUNCE_EVERY_MS, EventClock
 from stream_app.domain.hop import Update
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule
