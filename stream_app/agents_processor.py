@@ -291,12 +291,24 @@ class AgentsProcessor:
     def closing_time(self, partition: int) -> int | None:
         """The partition's stream time, or the worker's when that is later and the partition
         has nothing left to read: an agent's partition hears only of its own calls, so in a
-        replay it would otherwise wait for its agent's next fact to close anything."""
+        replay it would otherwise wait for its agent's next fact to close anything. Never past
+        the time of a calls partition still reading a backlog (its agents' facts after that
+        are still to come: an interval closed before them would be published again), nor
+        before every calls partition told its time."""
         own = self.agents.stream_time(partition)
         worker = self.worker_clock.newest if self.worker_clock is not None else None
-        if worker is None or (own is not None and own >= worker) or not self.caught_up(partition):
-            return own
-        return worker
+        now = own
+        if worker is not None and (own is None or own < worker) and self.caught_up(partition):
+            now = worker
+        if now is None or not self.topics.calls_partitions:
+            return now
+        told = self._told(partition)
+        if told is None:
+            return None
+        behind = [st for st, backlog in told if backlog]
+        if None in behind:
+            return None
+        return min([now, *(st for st in behind if st is not None)])
 
     def sweep(self, partition: int) -> None:
         """Retention, counted from the least time of the calls partitions (as the queues

@@ -18,9 +18,10 @@ published before and its figures differ. The digest of what was published is kep
 
 Stored per agent (key agent_id), beside its agent events: "s" the queues last told, "t" the
 status last sent, "d" dirty interval starts, "h" the latest interval start marked, "m"
-{interval start: [revision, digest]}; what each
-call means to it under its own key (agent_id SEP call_id), so a checkpoint writes the calls
-that changed, not the agent's two days of calls.
+{interval start: [revision, digest]}; what its calls
+mean to it per hour of their first instants (agent_id SEP "h" hour start → {call_id: AgentCall}),
+so a checkpoint writes the hours whose calls changed, not the agent's two days of calls, and a
+replay's checkpoint writes an hour of an agent's calls once, not each of its calls.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.model import AgentEvent
 from stream_app.domain.queue_agents import QueueSpan, project, served_queues
 from stream_app.domain.queues import Store
-from stream_app.domain.windows import interval_closed, interval_start
+from stream_app.domain.windows import MINUTE_MS, interval_closed, interval_start
 
 EXTRAS = ("s", "t", "d", "m", "h")  # the stage's own entries of an agent's value
 
 RESERVED_PREFIX = "\x00"  # the stage's own keys, never an agent (agent ids have no controls)
 PRUNED_KEY = "\x00pruned"  # a partition's timelines are exact from this instant on (sweeps)
-SEP = "\x1f"  # between an agent's id and a call's in the key of what the call means to it
+SEP = "\x1f"  # between an agent's id and the hour of its calls in their key
+CALLS_BUCKET_MS = 60 * MINUTE_MS  # an agent's calls are stored per hour of their first instants
 
 
 @dataclass(slots=True)
@@ -99,6 +101,7 @@ class AgentsStage(PartitionClocks):
         # all re-read yet) is repaired by the next one, wherever its horizon stands by then.
         self.changed_from: dict[int, dict[str, int]] = {}
         self.complete: set[int] = set()  # partitions whose every agent is loaded
+        self.placed: dict[int, dict[str, CallsPlaced]] = {}  # where each agent's calls are stored
 
     def forget_partition(self, partition: int) -> None:
         self.changed_from.pop(partition, None)
@@ -106,6 +109,7 @@ class AgentsStage(PartitionClocks):
         self.loaded.pop(partition, None)
         self.unsaved.pop(partition, None)
         self.complete.discard(partition)
+        self.placed.pop(partition, None)
 
     # -- facts -----------------------------------------------------------------------------------
 
@@ -123,19 +127,29 @@ class AgentsStage(PartitionClocks):
 
     def save(self, partition: int) -> None:
         """The partition's changed agents to the table (before its checkpoint, on one of its
-        records): the agent's value, and its changed calls only, each under its own key (an
-        agent's calls of two days are far bigger than what changes between checkpoints)."""
+        records): the agent's value, and the hours holding its changed calls."""
         for agent_id, calls in sorted(self.unsaved.pop(partition, {}).items()):
             activity, extras = self.loaded[partition][agent_id]
             data = activity.to_json(calls=False)
             data.update((key, value) for key, value in extras.items() if value)
             self.store.set(agent_id, data)
-            for call_id in sorted(calls):
-                call = activity.calls.get(call_id)
-                if call is None:
-                    self.store.delete(call_key(agent_id, call_id))
-                else:
-                    self.store.set(call_key(agent_id, call_id), call.to_json())
+            if calls:
+                self._save_calls(activity, calls, partition)
+
+    def _save_calls(self, activity: AgentActivity, calls: set[str], partition: int) -> None:
+        """Each key that holds or held one of `calls`, written whole again (deleted if empty)."""
+        agent_id = activity.agent_id
+        placed = self.placed.setdefault(partition, {}).setdefault(agent_id, CallsPlaced())
+        keys: set[str] = set()
+        for call_id in calls:
+            call = activity.calls.get(call_id)
+            keys.update(placed.move(call_id, None if call is None else calls_key(agent_id, call)))
+        for key in sorted(keys):
+            members = placed.members.get(key)
+            if members:
+                self.store.set(key, {c: activity.calls[c].to_json() for c in sorted(members)})
+            else:
+                self.store.delete(key)
 
     def _all(self, partition: int) -> dict[str, tuple[AgentActivity, dict[str, Any]]]:
         """Every agent of the partition (read whole from the table once after assignment)."""
@@ -143,17 +157,24 @@ class AgentsStage(PartitionClocks):
         if partition not in self.complete:
             values: dict[str, Any] = {}
             calls: dict[str, dict[str, Any]] = {}
+            placed: dict[str, CallsPlaced] = {}
             for key, stored in self.store.items():
                 if key.startswith(RESERVED_PREFIX):
                     continue
-                agent_id, sep, call_id = key.partition(SEP)
-                if sep:
-                    calls.setdefault(agent_id, {})[call_id] = stored
-                else:
+                agent_id, sep, rest = key.partition(SEP)
+                if not sep:
                     values[agent_id] = stored
+                    continue
+                # An hour of calls; or one call under its own key (how calls were stored before).
+                hour = stored if isinstance(stored, dict) else {rest: stored}
+                calls.setdefault(agent_id, {}).update(hour)
+                for call_id in hour:
+                    placed.setdefault(agent_id, CallsPlaced()).move(call_id, key)
             for agent_id in values.keys() | calls.keys():
                 if agent_id not in agents:
                     agents[agent_id] = _decode(agent_id, values.get(agent_id), calls.get(agent_id))
+                    if agent_id in placed:
+                        self.placed.setdefault(partition, {})[agent_id] = placed[agent_id]
             self.complete.add(partition)
         return agents
 
@@ -347,9 +368,31 @@ class AgentsStage(PartitionClocks):
         return changed
 
 
-def call_key(agent_id: str, call_id: str) -> str:
-    """The table key of what one call means to one agent (agent ids have no controls)."""
-    return f"{agent_id}{SEP}{call_id}"
+def calls_key(agent_id: str, call: AgentCall) -> str:
+    """The table key of the agent's calls of the hour of this call's first instant."""
+    first = min(call.stamps(), default=0)
+    return f"{agent_id}{SEP}h{interval_start(first, CALLS_BUCKET_MS)}"
+
+
+class CallsPlaced:
+    """Which key holds each of an agent's calls, and which calls each key holds."""
+
+    def __init__(self) -> None:
+        self.key_of: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+
+    def move(self, call_id: str, key: str | None) -> set[str]:
+        """The call now under `key` (None: under none); the keys whose calls changed."""
+        old = self.key_of.pop(call_id, None)
+        if old is not None:
+            held = self.members[old]
+            held.discard(call_id)
+            if not held:
+                del self.members[old]
+        if key is not None:
+            self.key_of[call_id] = key
+            self.members.setdefault(key, set()).add(call_id)
+        return {k for k in (old, key) if k is not None}
 
 
 def _decode(

@@ -20,6 +20,7 @@ from stream_app.domain.agents_stage import AgentPending, AgentsStage, agent_upda
 from stream_app.domain.events import format_ts
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.live import QueueNow, queue_now
+from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
@@ -42,17 +43,20 @@ MIN = 60_000
 HOUR = 60 * MIN
 
 
-def agents_processor(world: World, flush_every: int = 100) -> AgentsProcessor:
-    stage = AgentsStage(
-        world.store,
+def agents_stage(store: Store) -> AgentsStage:
+    return AgentsStage(
+        store,
         max_event_bytes=MAX_BYTES,
         retention_ms=RETENTION,
         horizon_ms=26 * HOUR,
         interval_ms=15 * MIN,
         grace_ms=2 * MIN,
     )
+
+
+def agents_processor(world: World, flush_every: int = 100) -> AgentsProcessor:
     return AgentsProcessor(
-        stage,
+        agents_stage(world.store),
         State(world),
         world,
         Guard(world),
@@ -363,43 +367,60 @@ def test_agent_updates_wait_for_the_checkpoint_in_a_backlog_not_on_a_live_feed()
         assert {agent for record in updates for agent, *_ in record["g"]} == {"a1", "a3"}
 
 
-def test_a_checkpoint_writes_the_changed_calls_only_and_a_restart_reads_them_back() -> None:
-    """Each call's meaning to an agent has its own key: a save writes the agent's value and
-    the calls that changed; a stage started afresh on the table has the same facts; a call
-    forgotten by the sweep is deleted from the table."""
+def test_a_checkpoint_writes_the_hours_of_the_changed_calls_and_a_restart_reads_them_back() -> None:
+    """An agent's calls are stored per hour of their first instants: a save writes the agent's
+    value and the hours whose calls changed, each hour once however many of its calls did; a
+    stage started afresh on the table has the same facts; a call that moves to another hour
+    leaves its old one; an hour whose calls the sweep forgot is deleted from the table."""
     store = DictStore()
 
     def stage() -> AgentsStage:
-        return AgentsStage(
-            store,
-            max_event_bytes=MAX_BYTES,
-            retention_ms=RETENTION,
-            horizon_ms=26 * HOUR,
-            interval_ms=15 * MIN,
-            grace_ms=2 * MIN,
-        )
+        return agents_stage(store)
+
+    def hours() -> dict[str, set[str]]:
+        return {k: set(store.get(k) or ()) for k in store.data if k.startswith("a1\x1f")}
 
     first = stage()
-    calls = {f"c{n}": AgentCall("sales", talk=(at(60 * n), at(60 * n + 30))) for n in range(5)}
+    # Five calls in the first hour, one in the next (at(s): s seconds into the day).
+    calls = {f"c{n}": AgentCall("sales", talk=(at(600 * n), at(600 * n + 30))) for n in range(7)}
     first.apply_calls("a1", list(calls.items()), 0)
     first.save(0)
-    assert {key for key in store.data if key.startswith("a1\x1f")} == {
-        f"a1\x1f{call}" for call in calls
-    }
+    hour0, hour1 = (f"a1\x1fh{at(3600 * n)}" for n in range(2))
+    assert hours() == {hour0: {f"c{n}" for n in range(6)}, hour1: {"c6"}}
     writes = store.writes
-    first.apply_calls("a1", [("c4", AgentCall("sales", talk=(at(240), at(290))))], 0)
+    first.apply_calls("a1", [("c4", AgentCall("sales", talk=(at(2400), at(2500))))], 0)
+    first.apply_calls("a1", [("c5", AgentCall("sales", talk=(at(3000), at(3100))))], 0)
     first.save(0)
-    assert store.writes - writes == 2  # the agent's value and c4
+    assert store.writes - writes == 2  # the agent's value and the first hour, once
+    # c5's first instant moves into the next hour: it leaves the first.
+    first.apply_calls("a1", [("c5", AgentCall("sales", rings=((at(3700), at(3710)),)))], 0)
+    first.save(0)
+    assert hours() == {hour0: {f"c{n}" for n in range(5)}, hour1: {"c5", "c6"}}
     again = stage()
     activity, _ = again.load("a1", 0)
     assert activity.calls == first.load("a1", 0)[0].calls
-    assert activity.calls["c4"].talk == (at(240), at(290))
-    # Two days on, every call is past the retention: forgotten, and deleted from the table.
-    again.apply_calls("a1", [("c9", AgentCall("sales", talk=(at(2 * 86400), None)))], 0)
-    again.clock_of(0).observe(at(2 * 86400 + 3600), WALL)
+    assert activity.calls["c4"].talk == (at(2400), at(2500))
+    # Two days on, every call is past the retention: forgotten, and their hours deleted.
+    late = AgentCall("sales", talk=(at(2 * 86400), None))
+    again.apply_calls("a1", [("c9", late)], 0)
+    again.clock_of(0).observe(at(2 * 86400 + 3 * 3600), WALL)
     assert again.sweep(0) == ["a1"]
     again.save(0)
-    assert {key for key in store.data if key.startswith("a1\x1f")} == {"a1\x1fc9"}
+    assert hours() == {f"a1\x1fh{at(2 * 86400)}": {"c9"}}
+
+
+def test_calls_stored_one_per_key_are_read_and_moved_into_their_hour() -> None:
+    """A table written when each call had its own key (agent SEP call_id) is read as before;
+    a call saved again moves into its hour, and its own key is deleted."""
+    store = DictStore()
+    talk = AgentCall("sales", talk=(at(60), at(90)))
+    store.set("a1\x1fc1", talk.to_json())
+    store.set("a1", {"a": "a1"})
+    stage = agents_stage(store)
+    assert stage.load("a1", 0)[0].calls == {"c1": talk}
+    stage.apply_calls("a1", [("c1", AgentCall("sales", talk=(at(60), at(120))))], 0)
+    stage.save(0)
+    assert [k for k in store.data if k.startswith("a1\x1f")] == [f"a1\x1fh{at(0)}"]
 
 
 def test_a_tick_tells_the_queue_partitions_up_to_when_every_calls_partitions_facts_are_in() -> None:
@@ -575,6 +596,28 @@ def test_an_agents_partition_not_yet_told_by_every_calls_partition_holds_closing
     run(proc, world, [told, ("agent-ticks", b"tick", b"")])
     [first] = [orjson.loads(v or b"") for t, _, v, _, _ in world.sent if t == "queue-updates"]
     assert first == {"ap": 0, "st": None, "b": True}
+
+
+def test_agent_intervals_close_no_later_than_a_calls_partition_still_reading_a_backlog() -> None:
+    """A calls partition behind at 10 minutes has not delivered its agents' facts after that:
+    the interval from 0 to 15 minutes waits for it, however far the other partition and the
+    agents' own events went; it closes once that partition tells a time past its grace."""
+    world = World()
+    proc = agents_processor(world)
+    proc.topics = dataclasses.replace(TOPICS, calls_partitions=2)
+
+    def told(source: int, seconds: float, behind: bool) -> tuple[str, bytes, bytes]:
+        value = {"g": [], "st": at(seconds), "sp": source, "b": behind}
+        return TOPICS.updates, b"", orjson.dumps(value)
+
+    tick = ("agent-ticks", b"tick", b"")
+    login = agent_event("a1", "agent_logged_in", 0, queues=["sales"])
+    ready = agent_event("a1", "agent_not_ready", 1500, reason="break")
+    records = [(TOPICS.events, *login), (TOPICS.events, *ready)]
+    run(proc, world, [*records, told(0, 1800, True), told(1, 600, True), tick])
+    assert sent(world, TOPICS.metrics) == []
+    run(proc, world, [told(1, 1100, False), tick])
+    assert [k.decode() for k, _ in sent(world, TOPICS.metrics)] == [f"a1|{format_ts(at(0))}"]
 
 
 def test_a_projection_reaches_back_to_its_agents_earliest_change() -> None:
