@@ -84,17 +84,34 @@ class CallsStage(PartitionClocks):
         # Per partition, once a sweep scanned it: each call's (newest ts, finished), kept up to
         # date by every write, so later sweeps judge the calls without reading the table.
         self.ages: dict[int, dict[str, tuple[int, bool]]] = {}
+        # Per partition, the calls not finished as their latest write left them, decoded: a
+        # call's next events find it here, not in the table (a read and a decode per event).
+        # Finished calls leave it, so it holds the calls in progress (bounded by the TTL).
+        self.open: dict[int, dict[str, CallState]] = {}
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)
         self.ages.pop(partition, None)
+        self.open.pop(partition, None)
+
+    def _read(self, partition: int, call_id: str) -> CallState | None:
+        state = self.open.get(partition, {}).get(call_id)
+        if state is not None:
+            return state
+        stored: dict[str, Any] | None = self.store.get(call_id)
+        return CallState.from_json(stored) if stored is not None else None
 
     def _write(self, partition: int, call_id: str, state: CallState) -> None:
         stored = state.to_json()
         self.store.set(call_id, stored)
+        age = stored_age(stored)
         ages = self.ages.get(partition)
         if ages is not None:
-            ages[call_id] = stored_age(stored)
+            ages[call_id] = age
+        if age[1]:
+            self.open.get(partition, {}).pop(call_id, None)
+        else:
+            self.open.setdefault(partition, {})[call_id] = state
 
     def short_abandon_ms(self, queue: str | None) -> int:
         return self.sla.for_queue(queue).short_abandon_ms
@@ -128,8 +145,7 @@ class CallsStage(PartitionClocks):
                 late=True,
                 detail="older than the window state's retention",
             )
-        stored: dict[str, Any] | None = self.store.get(event.call_id)
-        state = CallState.from_json(stored) if stored is not None else CallState.new(event.call_id)
+        state = self._read(partition, event.call_id) or CallState.new(event.call_id)
         if state.tombstoned:
             if state.apply(event):  # a new event for a call already gone: too late to count
                 self._write(partition, event.call_id, state)  # so a retry of it is a duplicate
@@ -174,11 +190,10 @@ class CallsStage(PartitionClocks):
                 continue
             if age <= self.call_ttl_ms:
                 continue
-            stored = self.store.get(call_id)
-            if stored is None:  # gone from the table meanwhile: nothing left to evict
+            state = self._read(partition, call_id)
+            if state is None:  # gone from the table meanwhile: nothing left to evict
                 del ages[call_id]
                 continue
-            state = CallState.from_json(stored)
             swept.emissions.append((call_id, evict(state)))
             swept.evicted += 1
             state.to_tombstone()

@@ -24,6 +24,7 @@ from stream_app.domain.model import EMPTY, Contribution
 from stream_app.domain.queues import SEP, QueueStage, Store, WindowConfig
 from stream_app.domain.sla import SlaConfig
 from tests.unit.dict_store import DictStore, PartitionedStore
+from tests.unit.test_calls import arrivals, call_event_sets
 
 S = 1000
 MIN = 60 * S
@@ -683,6 +684,42 @@ def test_sweeps_after_the_first_judge_each_call_by_its_latest_write() -> None:
     ticker.advance_to(at(10) + RETENTION // 2 + RETENTION + 1)
     assert stage.sweep(0).deleted == 2  # "long" past its newest event's retention, the tombstone
     assert store_of(stage).get("long") is None and store_of(stage).get("silent") is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_calls_in_progress_kept_decoded_behave_as_read_from_the_table(data: st.DataObject) -> None:
+    """A stage keeps the calls it has not seen finish decoded between their events; a stage
+    made afresh on the same table before every record (a restart each time) reads them back:
+    both give the same outcomes and write the same table, whatever the events' order, their
+    retries, and the sweeps (evictions too) between them."""
+    kept, fresh = make(), DictStore()
+
+    def restarted() -> CallsStage:
+        stage = make(fresh)
+        clock = kept.clock_of(0)
+        stage.clocks = {0: EventClock(clock.newest, clock.seen_at)}
+        return stage
+
+    def both(rec: tuple[bytes, bytes]) -> None:
+        want, got = process(restarted(), rec), process(kept, rec)
+        assert (got.emission, got.agents, got.duplicate, got.late, got.reject) == (
+            want.emission,
+            want.agents,
+            want.duplicate,
+            want.late,
+            want.reject,
+        )
+
+    for event in data.draw(arrivals(data.draw(call_event_sets()))):
+        fields = {"queue": event.queue, "agent_id": event.agent_id}
+        given_fields = {k: v for k, v in fields.items() if v is not None}
+        ts = format_ts(event.ts)
+        both(record(event.type, ts, call=event.call_id, eid=event.event_id, **given_fields))
+        if data.draw(st.booleans()):  # stream time moves on (past the TTL or not), a sweep
+            both(record("call_started", event.ts + data.draw(st.sampled_from([0, TTL + 1]))))
+            assert kept.sweep(0) == restarted().sweep(0)
+        assert store_of(kept).data == fresh.data
 
 
 def test_a_restarted_stage_sweeps_the_calls_its_table_holds() -> None:
