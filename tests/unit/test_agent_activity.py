@@ -676,3 +676,20 @@ def test_an_agent_metrics_record() -> None:
         "occupancy": 0.8,
         "revision": 2,
     }
+
+
+def test_a_call_that_cuts_earlier_after_call_work_is_derived_again_past_its_own_end() -> None:
+    """A call answered during another call's after-call work cuts it: the timeline after the
+    new call's own end changes too (the earlier wrap-up no longer lasts), and is derived again
+    up to where that after-call work would have ended, not only over the new call."""
+    state = AgentActivity("a1")
+    state.set_call(
+        "A", AgentCall("sales", talk=(T0, T0 + 10 * S), wrap=(T0 + 10 * S, T0 + 100 * S))
+    )
+    assert state.at(T0 + 70 * S).state == "after_call_work"
+    state.set_call(
+        "B", AgentCall("support", talk=(T0 + 50 * S, T0 + 60 * S), wrap=(T0 + 60 * S, T0 + 65 * S))
+    )
+    whole = AgentActivity.from_json(state.to_json())
+    assert state.timeline() == whole.timeline()
+    assert state.at(T0 + 70 * S).state == "logged_out"  # known through calls only: no set state
