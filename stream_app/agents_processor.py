@@ -265,14 +265,22 @@ class AgentsProcessor:
         none is behind, or there are no calls partitions, its own time."""
         if not self.topics.calls_partitions:
             return self.agents.stream_time(partition)
+        times = self._backlog_times(partition)
+        if times is None:
+            return None
+        return min(times) if times else self.agents.stream_time(partition)
+
+    def _backlog_times(self, partition: int) -> list[int] | None:
+        """The times of the calls partitions still reading a backlog, as they last told this
+        one (empty: none is behind); None until each has told, or while one with a backlog has
+        no event yet (its facts may be any time)."""
         told = self._told(partition)
         if told is None:
             return None
         behind = [st for st, backlog in told if backlog]
         if None in behind:
-            return None  # a partition with a backlog and no event yet: its facts may be any time
-        times = [st for st in behind if st is not None]
-        return min(times) if times else self.agents.stream_time(partition)
+            return None
+        return [st for st in behind if st is not None]
 
     async def close(self, partition: int) -> None:
         """From a tick: the partition's agent intervals closed by stream time, published. The
@@ -302,13 +310,8 @@ class AgentsProcessor:
             now = worker
         if now is None or not self.topics.calls_partitions:
             return now
-        told = self._told(partition)
-        if told is None:
-            return None
-        behind = [st for st, backlog in told if backlog]
-        if None in behind:
-            return None
-        return min([now, *(st for st in behind if st is not None)])
+        times = self._backlog_times(partition)
+        return None if times is None else min([now, *times])
 
     def sweep(self, partition: int) -> None:
         """Retention, counted from the least time of the calls partitions (as the queues
