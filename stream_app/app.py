@@ -13,7 +13,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from stream_app import diagnostics
+from stream_app import diagnostics, fetch_loop
 from stream_app.domain.sla import SlaConfig
 from stream_app.kafka_clients import faust_broker_options
 from stream_app.metrics import FaustRelay, Metrics, look_up_labels_once
@@ -73,6 +73,7 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         consumer_metadata_max_age_ms=30_000,
         autodiscover=False,
     )
+    fetch_loop.install(app)  # records reach the stages without four tasks each
     thresholds = [sla.default.service_level_seconds] + [
         q.service_level_seconds for q in sla.queues.values()
     ]
