@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from stream_app import diagnostics, fetch_loop
 from stream_app.domain.sla import SlaConfig
 from stream_app.kafka_clients import faust_broker_options
-from stream_app.metrics import FaustRelay, Metrics, look_up_labels_once
+from stream_app.metrics import FaustRelay, Metrics, look_up_labels_once, stream_label_once
 from stream_app.settings import Settings
 
 FETCH_BYTES_PER_PARTITION = 64 * 1024  # about 200 call events
@@ -89,6 +89,7 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         )
         monitor: Any = app.monitor
         monitor._metrics = look_up_labels_once(monitor._metrics)
+        monitor._stream_label = stream_label_once(monitor._stream_label)
         metrics.registry.register(FaustRelay(faust_registry))
     _add_pages(pipeline)
 

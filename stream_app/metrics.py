@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -166,3 +166,17 @@ def look_up_labels_once(metrics: Any) -> Any:
             if isinstance(metric, MetricWrapperBase) and metric._labelnames
         }
     )
+
+
+def stream_label_once(label: Callable[[Any], str]) -> Callable[[Any], str]:
+    """Faust's sensor names a stream's label afresh for every event (a regular expression and
+    three string operations); a stream's label never changes."""
+    labels: dict[Any, str] = {}
+
+    def once(stream: Any) -> str:
+        found = labels.get(stream)
+        if found is None:
+            found = labels[stream] = label(stream)
+        return found
+
+    return once

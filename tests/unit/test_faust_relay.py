@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
-from stream_app.metrics import FaustRelay, LabelsOnce, look_up_labels_once
+from stream_app.metrics import FaustRelay, LabelsOnce, look_up_labels_once, stream_label_once
 
 
 def test_faust_latencies_are_relayed_in_seconds_under_seconds_names() -> None:
@@ -68,3 +68,20 @@ def test_labels_looked_up_once_count_the_same_and_forget_removed_series() -> Non
         is None
     )
     assert not isinstance(faust.messages_received, LabelsOnce)  # no labels: left as it is
+
+
+def test_a_streams_label_is_named_once_and_stays_its_own() -> None:
+    named: list[str] = []
+
+    def label(stream: str) -> str:
+        named.append(stream)
+        return stream.upper()
+
+    once = stream_label_once(label)
+    assert [once("calls"), once("queues"), once("calls"), once("calls")] == [
+        "CALLS",
+        "QUEUES",
+        "CALLS",
+        "CALLS",
+    ]
+    assert named == ["calls", "queues"]
