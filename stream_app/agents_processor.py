@@ -158,13 +158,16 @@ class AgentsProcessor:
     def tick_checkpoints(self, partition: int) -> bool:
         """Whether this tick closes, checkpoints and announces the partition: every tick on a
         live feed; in a replay once per `replay_checkpoint_ms` of wall time, since each
-        checkpoint there re-derives and re-sends every agent the last second changed."""
+        checkpoint there re-derives and re-sends every agent the last second changed; and every
+        tick again once the replay is read (its inputs to their ends, no calls partition behind):
+        nothing more is coming, and waiting only held the last figures back."""
         wall = self.wall()
         last = self.checkpointed_at.get(partition)
         if (
             self.agents.clock_of(partition).live
             or last is None
             or wall - last >= self.replay_checkpoint_ms
+            or (self.caught_up(partition) and self._backlog_times(partition) == [])
         ):
             self.checkpointed_at[partition] = wall
             return True

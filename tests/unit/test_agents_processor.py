@@ -458,6 +458,7 @@ def test_in_a_replay_ticks_checkpoint_once_per_period() -> None:
     proc = agents_processor(world)
     proc.wall = lambda: wall[0]
     proc.replay_checkpoint_ms = 5_000
+    proc.caught_up = lambda partition: False  # input left to read
 
     def facts(call: str, seconds: int) -> tuple[str, bytes, bytes]:
         entry = AgentCall("sales", talk=(at(seconds), at(seconds + 30)))
@@ -477,6 +478,41 @@ def test_in_a_replay_ticks_checkpoint_once_per_period() -> None:
     wall[0] += 5_000
     run(proc, world, [tick])
     assert projections() == 1 and "ack 0:1" in world.log
+
+
+def test_a_replay_read_to_its_end_checkpoints_every_tick_again() -> None:
+    """The period saves re-derivations while a backlog brings facts; once the inputs are read
+    and no calls partition is behind, waiting would only hold the last figures back."""
+    world = World()
+    wall = [WALL]
+    ends = {"read": False}
+    proc = agents_processor(world)
+    proc.wall = lambda: wall[0]
+    proc.replay_checkpoint_ms = 5_000
+    proc.caught_up = lambda partition: ends["read"]
+    proc.topics = dataclasses.replace(TOPICS, queue_partitions=1, calls_partitions=1)
+
+    def facts(call: str, seconds: int, behind: bool) -> tuple[str, bytes, bytes]:
+        entry = AgentCall("sales", talk=(at(seconds), at(seconds + 30)))
+        value = {"g": [["a1", [[call, entry.to_json()]]]], "st": at(seconds + 30), "sp": 0}
+        value["b"] = behind  # the calls partition still reads a backlog
+        return TOPICS.updates, b"", orjson.dumps(value)
+
+    def checkpointed() -> bool:
+        done = "ack 0:" in " ".join(world.log)
+        world.log.clear()
+        return done
+
+    tick = ("agent-ticks", b"tick", b"")
+    run(proc, world, [facts("c1", 60, behind=True), tick])
+    assert checkpointed()  # the partition's first tick
+    run(proc, world, [facts("c2", 120, behind=True), tick])
+    assert not checkpointed()  # a backlog: held for the period
+    ends["read"] = True
+    run(proc, world, [tick])
+    assert not checkpointed()  # read here, but the calls partition is still behind
+    run(proc, world, [facts("c3", 180, behind=False), tick])
+    assert checkpointed()  # all read, nothing behind: at once, not 5 s later
 
 
 def test_a_calls_partition_without_events_holds_nothing_back() -> None:
