@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from stream_app.settings import SettingsError, load_settings
 
-# The cyclic collector's young generation, 14 times Python's default: a worker's state is
-# millions of long-lived objects that every full collection walks again, and at the default a
-# month's replay spent 13 % of its CPU in them (bench/RESULTS.md).
+# The cyclic collector's young generation, 14 times Python's default: a worker holds its state
+# as long-lived objects that every full collection walks again, and at the default a month's
+# replay spent 13 % of its CPU in collections (bench/RESULTS.md).
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
