@@ -29,7 +29,7 @@ from stream_app.domain.positions import POSITION_KEY
 from stream_app.domain.queues import QueueStage, WindowConfig
 from stream_app.domain.sweeps import SweepSchedule, stream_period_ms
 from stream_app.exporter import QueueCollector
-from stream_app.input_guard import InputGuard, LogProbe
+from stream_app.input_guard import InputGuard, LogProbe, end_offset
 from stream_app.kafka_clients import client_options
 from stream_app.live_state import LivePublisher
 from stream_app.outputs import Outputs
@@ -42,18 +42,6 @@ if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
-
-
-def end_offset(consumer: Any, tp: TP) -> int | None:
-    """The partition's end as the consumer knows it; None (not known: behind) when the
-    consumer no longer holds it: a record of a partition revoked a moment ago can still be on
-    its way to the stage, and aiokafka asserts on the end of a partition not assigned (a
-    worker exited on it in test_crash's rebalance)."""
-    try:
-        end: int | None = consumer.highwater(tp)
-    except AssertionError:  # aiokafka: "Partition is not assigned"
-        return None
-    return end
 
 
 def sweep_schedule(retention_ms: int) -> SweepSchedule:
@@ -84,7 +72,6 @@ def register(pipeline: Pipeline) -> None:
     )
     agent_events = app.topic(topic("agent-events"), **raw)
     agent_ticks = app.topic(topic("agent-ticks"), **raw)
-    agent_updates = app.topic(topic("agent-updates"), **raw)
     # Records to other topics and the tables' changelogs go through the worker's own producer,
     # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
     # use Faust's.
@@ -191,17 +178,16 @@ def register(pipeline: Pipeline) -> None:
         sweeps=sweep_schedule(settings.retention_ms),
     )
 
+    agents_guards = (
+        InputGuard(app, agents_store, topic("agent-events"), probe),
+        InputGuard(
+            app, agents_store, topic("agent-updates"), probe, position_key=UPDATES_POSITION_KEY
+        ),
+    )
+
     def agents_caught_up(partition: int) -> bool:
         """Both inputs of an agents partition read to their ends (as the consumer knows)."""
-        guards = (
-            (agent_events, agents_processor.events_guard),
-            (agent_updates, agents_processor.updates_guard),
-        )
-        for source, guard in guards:
-            highwater = end_offset(app.consumer, TP(source.get_topic_name(), partition))
-            if highwater is None or guard.next_offset(partition) < highwater:
-                return False
-        return True
+        return all(guard.read_to_end(partition) for guard in agents_guards)
 
     agents_processor = AgentsProcessor(
         AgentsStage(
@@ -219,10 +205,7 @@ def register(pipeline: Pipeline) -> None:
         ),
         agents_store,
         outputs,
-        InputGuard(app, agents_store, topic("agent-events"), probe),
-        InputGuard(
-            app, agents_store, topic("agent-updates"), probe, position_key=UPDATES_POSITION_KEY
-        ),
+        *agents_guards,
         metrics,
         AgentsTopics(
             events=topic("agent-events"),

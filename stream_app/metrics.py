@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -171,12 +172,4 @@ def look_up_labels_once(metrics: Any) -> Any:
 def stream_label_once(label: Callable[[Any], str]) -> Callable[[Any], str]:
     """Faust's sensor names a stream's label afresh for every event (a regular expression and
     three string operations); a stream's label never changes."""
-    labels: dict[Any, str] = {}
-
-    def once(stream: Any) -> str:
-        found = labels.get(stream)
-        if found is None:
-            found = labels[stream] = label(stream)
-        return found
-
-    return once
+    return functools.cache(label)

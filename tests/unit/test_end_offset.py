@@ -1,10 +1,10 @@
-"""The end of an input partition as the stages ask it of the consumer (stream_app.agents)."""
+"""The end of an input partition as the stages ask it of the consumer (stream_app.input_guard)."""
 
 from __future__ import annotations
 
 from faust.types import TP
 
-from stream_app.agents import end_offset
+from stream_app.input_guard import end_offset
 
 TOPIC_PARTITION = TP("call-events", 3)
 

@@ -190,3 +190,9 @@ def test_a_record_applied_before_and_lost_on_its_way_again_holds_no_commit_back(
     asyncio.run(guard.admit(message(4792)))  # a new record: applied, committed past as ever
     consumer.ack(4792)
     assert consumer.commit() == 4793
+
+
+def test_a_partition_is_read_to_its_end_when_its_next_record_is_the_end() -> None:
+    assert guard_at(highwater=7, stored=7)[0].read_to_end(0)
+    assert not guard_at(highwater=18, stored=7)[0].read_to_end(0)
+    assert not guard_at(highwater=None, stored=None)[0].read_to_end(0)  # its end not known
