@@ -1,49 +1,83 @@
 """The stages' records to other topics, through one Kafka producer of the worker's own.
 
-A stage sends without waiting (the client batches consecutive records into one request) and
-makes everything sent so far durable at once, with `flush()`, before the state that relies on
-it is written and its input acked. `flush()` fails on any record the broker did not take: a
-worker never acks input whose outputs may be lost (it stops; its successor redoes the input).
-The tables' changelog records go through it too (`send_acked`): their offsets are needed.
+A stage sends without waiting and makes everything sent so far durable at once, with `flush()`,
+before the state that relies on it is written and its input acked. `flush()` fails on any
+record the broker did not take: a worker never acks input whose outputs may be lost (it stops;
+its successor redoes the input). The tables' changelog records go through it too
+(`send_acked`): their offsets are needed.
 
-Neither waits out the linger: aiokafka's own `flush()` does, so every checkpoint (one per tick
-and partition, a dozen a second) cost two lingers of the worker's time.
+Records are not handed to the client one by one: aiokafka's `send` costs a future, a partition
+lookup and an accumulator append per record, about a twentieth of the month's CPU
+(bench/RESULTS.md). They are queued per topic in order, and the queue becomes one closed batch per
+partition (`create_batch`/`send_batch`) when it is due: at a `flush()`, a linger after the first
+record sent, at once for acknowledged sends. Submissions run one after another, so the records
+of a partition reach the broker in the order they were sent.
 
-Faust's own send path (`Topic.send`: a `FutureMessage`, sensors and callbacks per record) cost
-about a quarter of the calls stage's time, and its producer flush before a commit gives up after
-a timeout without saying what was lost; this is leaner and fails closed.
+Neither waits out a linger before sending what a checkpoint needs: aiokafka's own `flush()`
+does, so every checkpoint (one per tick and partition, a dozen a second) cost two lingers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 
 Headers = Sequence[tuple[str, bytes]]
-# send_acked's record: topic, value, key, partition, and its acknowledgement to settle
-Queued = tuple[str, bytes | None, bytes, int, "asyncio.Future[RecordMetadata]"]
 OUTAGE_TOLERANCE_MS = 120_000
+MAX_BATCH_BYTES = 1024 * 1024
 
 
-def _settle(acked: asyncio.Future[RecordMetadata], sent: asyncio.Future[RecordMetadata]) -> None:
-    """The client's outcome of a record, passed on to its acknowledgement."""
-    if acked.done():
-        return
-    if sent.cancelled():
-        acked.cancel()
-    elif (error := sent.exception()) is not None:
-        acked.set_exception(error)
-    else:
-        acked.set_result(sent.result())
+@dataclass(slots=True)
+class Queued:
+    """A record sent and not handed to the client yet; `acked` settles with its offset."""
+
+    value: bytes | None
+    key: bytes | None
+    partition: int | None
+    headers: list[tuple[str, bytes]] | None
+    acked: asyncio.Future[RecordMetadata] | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """One partition's records in one closed batch: what `flush()` waits for."""
+
+    topic: str
+    partition: int
+    builder: Any  # aiokafka's BatchBuilder
+    acked: list[tuple[int, asyncio.Future[RecordMetadata]]] = field(default_factory=list)
 
 
 class OutputLost(RuntimeError):
     """The broker did not take a record the worker sent: the input it came from is not acked."""
+
+
+def partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
+    """Kafka's default partitioner (aiokafka's, the Java client's): murmur2 of the key."""
+    if key is None:
+        return random.choice(partitions)
+    return partitions[int(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
+def _settle(batch: Batch, sent: asyncio.Future[RecordMetadata]) -> None:
+    """The broker's outcome of a batch, passed on to each acknowledged record of it."""
+    for relative, acked in batch.acked:
+        if acked.done():
+            continue
+        if sent.cancelled():
+            acked.cancel()
+        elif (error := sent.exception()) is not None:
+            acked.set_exception(error)
+        else:
+            acked.set_result(sent.result()._replace(offset=sent.result().offset + relative))
 
 
 class Outputs:
@@ -52,10 +86,14 @@ class Outputs:
         self.linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
-        self._pending: list[asyncio.Future[Any]] = []
-        self._kick_planned = False
-        self._kicks: set[asyncio.Future[None]] = set()
-        self._queued: list[Queued] = []  # send_acked's records, handed over at the next kick
+        self._queued: dict[str, list[Queued]] = {}  # per topic, in the order sent
+        self._due: asyncio.TimerHandle | None = None  # the next submission, when planned
+        self._due_at = 0.0
+        self._submitting: asyncio.Task[None] | None = None  # the latest submission
+        # Since the last flush: each batch handed over, with the broker's answer to come, and
+        # the records that never reached the client (why, how many).
+        self._sent: list[tuple[asyncio.Future[RecordMetadata], int]] = []
+        self._unsent: list[tuple[BaseException, int]] = []
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -65,8 +103,8 @@ class Outputs:
                         **self.options,
                         acks="all",
                         enable_idempotence=True,  # a retried request never writes a record twice
-                        linger_ms=self.linger_ms,
-                        max_batch_size=1024 * 1024,
+                        linger_ms=0,  # batches are closed when handed over
+                        max_batch_size=MAX_BATCH_BYTES,
                         # A record waits this long for a broker that went away (a restart, a
                         # leader moving) before the flush reports it lost and the worker exits.
                         request_timeout_ms=OUTAGE_TOLERANCE_MS,
@@ -84,71 +122,140 @@ class Outputs:
         partition: int | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Hand a record to the client; `flush()` says whether the broker took it."""
-        producer = await self._started()
-        future = await producer.send(
-            topic, value, key=key, partition=partition, headers=list(headers or []) or None
-        )
-        self._pending.append(future)
+        """Queue a record (partition None: by its key, as Kafka's default partitioner does);
+        `flush()` says whether the broker took it."""
+        self._queue(topic, Queued(value, key, partition, list(headers) if headers else None))
+        if self._due is None:
+            self._plan(self.linger_ms / 1000)
 
     def send_acked(
         self, topic: str, value: bytes | None, *, key: bytes, partition: int
     ) -> asyncio.Future[RecordMetadata]:
         """Send a record; the future is the broker's acknowledgement (its offset). The records
-        sent in the same turn of the event loop go to the client in order, by one task (not a
-        task each: a checkpoint writes hundreds), and in one request, without lingering."""
-        loop = asyncio.get_running_loop()
-        acked: asyncio.Future[RecordMetadata] = loop.create_future()
-        self._queued.append((topic, value, key, partition, acked))
-        if not self._kick_planned:
-            self._kick_planned = True
-            loop.call_soon(self._kick)
+        sent in the same turn of the event loop go to the client together, without lingering."""
+        acked: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        self._queue(topic, Queued(value, key, partition, None, acked))
+        if self._due is None or self._due_at > asyncio.get_running_loop().time():
+            self._plan(0.0)
         return acked
 
-    def _kick(self) -> None:
-        self._kick_planned = False
-        queued, self._queued = self._queued, []
-        task = asyncio.ensure_future(self._send_queued(queued))
-        self._kicks.add(task)
-        task.add_done_callback(self._kicks.discard)
+    def _queue(self, topic: str, record: Queued) -> None:
+        queued = self._queued.get(topic)
+        if queued is None:
+            self._queued[topic] = [record]
+        else:
+            queued.append(record)
 
-    async def _send_queued(self, queued: list[Queued]) -> None:
+    def _plan(self, delay: float) -> None:
+        if self._due is not None:
+            self._due.cancel()
+        loop = asyncio.get_running_loop()
+        self._due_at = loop.time() + delay
+        self._due = loop.call_at(self._due_at, self._submit_queued)
+
+    def _submit_queued(self) -> None:
+        """Hand what is queued to the client, after the submission before it."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, {}
+        self._submitting = asyncio.ensure_future(self._submit(queued, self._submitting))
+
+    async def _submit(
+        self, queued: dict[str, list[Queued]], previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        batches: list[Batch] = []
+        handed = 0
         try:
             producer = await self._started()
-            for topic, value, key, partition, acked in queued:
-                sent = await producer.send(topic, value, key=key, partition=partition)
-                sent.add_done_callback(functools.partial(_settle, acked))
+            for topic, records in queued.items():
+                batches.extend(await self._batches(producer, topic, records))
+            for batch in batches:
+                batch.builder.close()
+                sent = await producer.send_batch(
+                    batch.builder, batch.topic, partition=batch.partition
+                )
+                sent.add_done_callback(functools.partial(_settle, batch))
+                self._sent.append((sent, batch.builder.record_count()))
+                handed += 1
         except BaseException as error:  # every record not handed over fails, none hangs
-            for *_, acked in queued:
+            if batches:  # built: the batches not handed over
+                lost = [acked for batch in batches[handed:] for _, acked in batch.acked]
+                count = sum(batch.builder.record_count() for batch in batches[handed:])
+            else:
+                records = [record for records in queued.values() for record in records]
+                lost = [record.acked for record in records if record.acked is not None]
+                count = len(records)
+            for acked in lost:
                 if not acked.done():
                     acked.set_exception(error)
+            self._unsent.append((error, count))
             if not isinstance(error, Exception):
                 raise
-            return
-        await self._send_now(producer)
 
     @staticmethod
-    async def _send_now(producer: AIOKafkaProducer) -> None:
-        """Close the batches the producer holds and wake its sender (what aiokafka does before a
-        transaction's commit), then wait until the broker answered for them."""
-        await producer._message_accumulator.flush_for_commit()
+    async def _batches(
+        producer: AIOKafkaProducer, topic: str, records: list[Queued]
+    ) -> list[Batch]:
+        """The topic's records as batches, each partition's in the order sent."""
+        partitions = sorted(await producer.partitions_for(topic))
+        open_: dict[int, Batch] = {}
+        batches: list[Batch] = []
+        for record in records:
+            partition = record.partition
+            if partition is None:
+                partition = partition_of(record.key, partitions)
+            batch = open_.get(partition)
+            if batch is None:
+                batch = open_[partition] = Batch(topic, partition, producer.create_batch())
+                batches.append(batch)
+            metadata = batch.builder.append(
+                timestamp=None, key=record.key, value=record.value, headers=record.headers
+            )
+            if metadata is None:  # full: a new batch (a record always fits an empty one)
+                batch = open_[partition] = Batch(topic, partition, producer.create_batch())
+                batches.append(batch)
+                metadata = batch.builder.append(
+                    timestamp=None, key=record.key, value=record.value, headers=record.headers
+                )
+            if record.acked is not None:
+                batch.acked.append((metadata.offset, record.acked))
+        return batches
 
     async def flush(self) -> None:
-        """Wait until the broker took every record sent so far; raise `OutputLost` otherwise."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        assert self._producer is not None
-        await self._send_now(self._producer)
-        if any(not f.done() or f.cancelled() for f in pending):
-            raise OutputLost("a record was neither taken nor refused by the producer's flush")
-        errors = [error for f in pending if (error := f.exception()) is not None]
-        if errors:
+        """Wait until the broker took every record sent so far; raise `OutputLost` otherwise.
+        (Every flush waits for all of them, those a concurrent flush waits for too.)"""
+        self._submit_queued()
+        if self._submitting is not None:
+            await asyncio.wait([self._submitting])
+        sent, unsent = list(self._sent), list(self._unsent)
+        if sent:
+            await asyncio.wait([future for future, _ in sent])
+        self._sent = [item for item in self._sent if item not in sent]
+        self._unsent = [item for item in self._unsent if item not in unsent]
+        records = sum(count for _, count in sent) + sum(count for _, count in unsent)
+        failed = list(unsent)
+        for future, count in sent:
+            if future.cancelled():
+                failed.append((asyncio.CancelledError(), count))
+            elif (error := future.exception()) is not None:
+                failed.append((error, count))
+        if failed:
+            error = failed[0][0]
             raise OutputLost(
-                f"the broker did not take {len(errors)} of {len(pending)} records: {errors[0]!r}"
-            ) from errors[0]
+                f"the broker did not take {sum(n for _, n in failed)} of {records} records: "
+                f"{error!r}"
+            ) from error
 
     async def stop(self) -> None:
+        """Hand over what is queued, then stop the client (which sends what it holds)."""
+        self._submit_queued()
+        if self._submitting is not None:
+            await asyncio.wait([self._submitting])
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
