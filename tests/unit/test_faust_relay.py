@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from faust.sensors.prometheus import FaustMetrics
+from typing import Any, cast
+
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from stream_app.metrics import FaustRelay, LabelsOnce, look_up_labels_once, stream_label_once
+from stream_app.metrics import (
+    FaustRelay,
+    LabelsOnce,
+    PublishingRegistry,
+    TalliedMonitor,
+    look_up_labels_once,
+    stream_label_once,
+)
 
 
 def test_faust_latencies_are_relayed_in_seconds_under_seconds_names() -> None:
@@ -85,3 +95,68 @@ def test_a_streams_label_is_named_once_and_stays_its_own() -> None:
         "CALLS",
     ]
     assert named == ["calls", "queues"]
+
+
+class FakeTask:
+    pass
+
+
+class FakeStream:
+    shortlabel = "Stream: Topic: t"
+    task_owner = FakeTask()
+
+
+class FakeMessage:
+    time_in: float | None = None
+
+
+def families_of(registry: CollectorRegistry, names: set[str]) -> dict[str, set[Any]]:
+    found: dict[str, set[Any]] = {}
+    for family in registry.collect():
+        if family.name not in names:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                labels = tuple(sorted(sample.labels.items()))
+                found.setdefault(family.name, set()).add((sample.name, labels, sample.value))
+    return found
+
+
+def test_the_tallied_sensor_exports_what_faust_s_own_would() -> None:
+    """The same calls on Faust's Prometheus sensor and on the tallied one: the same figures,
+    the tallied one's as of each collection, counted once."""
+    counted = {
+        "faust_messages_received",
+        "faust_active_messages",
+        "faust_messages_received_per_topic",
+        "faust_messages_received_per_topics_partition",
+        "faust_total_events",
+        "faust_total_events_per_stream",
+    }
+    faust_registry = CollectorRegistry(auto_describe=True)
+    faust = PrometheusMonitor(FaustMetrics.create(faust_registry, "faust"))
+    registry = PublishingRegistry(auto_describe=True)
+    tallied = TalliedMonitor(FaustMetrics.create(registry, "faust"))
+    registry.before_collect = tallied.publish
+    stream = FakeStream()
+
+    def traffic(monitor: PrometheusMonitor, offsets: list[tuple[int, int]], acked: int) -> None:
+        for partition, offset in offsets:
+            message: Any = FakeMessage()
+            monitor.on_message_in(TP("t", partition), offset, message)
+            state = monitor.on_stream_event_in(
+                TP("t", partition), offset, cast(Any, stream), cast(Any, None)
+            )
+            monitor.on_stream_event_out(
+                TP("t", partition), offset, cast(Any, stream), cast(Any, None), state
+            )
+        for _ in range(acked):
+            monitor.on_message_out(TP("t", 0), 0, FakeMessage())  # type: ignore[arg-type]
+
+    for offsets, acked in (([(0, 5), (0, 6), (1, 9)], 1), ([], 0), ([(1, 10), (2, 0)], 3)):
+        traffic(faust, offsets, acked)
+        traffic(tallied, offsets, acked)
+        expected = families_of(faust_registry, counted)
+        assert families_of(registry, counted) == expected
+        assert set(expected) == counted
+    assert tallied.messages_received_total == 5 and tallied.events_total == 5
