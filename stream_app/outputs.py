@@ -60,11 +60,18 @@ class OutputLost(RuntimeError):
     """The broker did not take a record the worker sent: the input it came from is not acked."""
 
 
+@functools.lru_cache(maxsize=65_536)
+def key_hash(key: bytes) -> int:
+    """A record key's murmur2, as Kafka's default partitioner takes it. aiokafka's is pure
+    Python, and keys repeat (queues, agents): remembered."""
+    return int(murmur2(key) & 0x7FFFFFFF)
+
+
 def partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
     """Kafka's default partitioner (aiokafka's, the Java client's): murmur2 of the key."""
     if key is None:
         return random.choice(partitions)
-    return partitions[int(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+    return partitions[key_hash(key) % len(partitions)]
 
 
 def _settle(batch: Batch, sent: asyncio.Future[RecordMetadata]) -> None:
