@@ -97,8 +97,8 @@ class Outputs:
         self._due: asyncio.TimerHandle | None = None  # the next submission, when planned
         self._due_at = 0.0
         self._submitting: asyncio.Task[None] | None = None  # the latest submission
-        # Since the last flush: each batch handed over, with the broker's answer to come, and
-        # the records that never reached the client (why, how many).
+        # Not reported by a flush yet: each batch handed over, with the broker's answer to come,
+        # and the records that never reached the client (why, how many).
         self._sent: list[tuple[asyncio.Future[RecordMetadata], int]] = []
         self._unsent: list[tuple[BaseException, int]] = []
 
@@ -176,11 +176,13 @@ class Outputs:
         if previous is not None:
             await asyncio.wait([previous])
         batches: list[Batch] = []
+        built = False
         handed = 0
         try:
             producer = await self._started()
             for topic, records in queued.items():
                 batches.extend(await self._batches(producer, topic, records))
+            built = True
             for batch in batches:
                 batch.builder.close()
                 sent = await producer.send_batch(
@@ -190,7 +192,7 @@ class Outputs:
                 self._sent.append((sent, batch.builder.record_count()))
                 handed += 1
         except BaseException as error:  # every record not handed over fails, none hangs
-            if batches:  # built: the batches not handed over
+            if built:  # the batches not handed over
                 lost = [acked for batch in batches[handed:] for _, acked in batch.acked]
                 count = sum(batch.builder.record_count() for batch in batches[handed:])
             else:

@@ -198,3 +198,27 @@ def test_records_that_never_reach_the_client_fail_the_flush() -> None:
             await acked
 
     asyncio.run(run())
+
+
+def test_a_topic_the_client_cannot_place_fails_the_records_of_every_topic_queued_with_it() -> None:
+    class HalfReachable(Client):
+        async def partitions_for(self, topic: str) -> set[int]:
+            if topic == "gone":
+                raise RuntimeError("no metadata for gone")
+            return self.partitions
+
+    client = HalfReachable()
+
+    async def run() -> None:
+        outputs = outputs_on(client)
+        first = outputs.send_acked("log", b"a", key=b"k", partition=0)
+        await outputs.send("gone", b"b")
+        last = outputs.send_acked("later", b"c", key=b"k", partition=0)
+        with pytest.raises(OutputLost, match="did not take 3 of 3 records"):
+            await outputs.flush()
+        for acked in (first, last):  # none of them hangs
+            with pytest.raises(RuntimeError, match="no metadata"):
+                await acked
+        assert client.batches == []
+
+    asyncio.run(run())
