@@ -27,7 +27,7 @@ from stream_app.domain.clock import Announced, wall_ms
 from stream_app.domain.hop import Pending, update_record
 from stream_app.domain.sweeps import SweepSchedule
 from stream_app.metrics import Metrics
-from stream_app.outputs import key_hash
+from stream_app.outputs import partition_of
 
 AGENTS_CLOCK_EVERY_MS = 5_000  # in a replay, how often its clock goes to the agents partitions
 FLUSH_EVERY = 2000  # records of one partition between checkpoints (a tick checkpoints too)
@@ -136,7 +136,7 @@ class CallsTopics:
 def agent_partition(agent_id: str, partitions: int) -> int:
     """The partition a record keyed by `agent_id` goes to (Kafka's default partitioner): the
     agents stage's partition of that agent, as its `agent-events` are partitioned."""
-    return key_hash(agent_id.encode()) % partitions
+    return partition_of(agent_id.encode(), range(partitions))
 
 
 class CallsProcessor:

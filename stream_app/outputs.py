@@ -55,13 +55,24 @@ class Batch:
     builder: Any  # aiokafka's BatchBuilder
     acked: list[tuple[int, asyncio.Future[RecordMetadata]]] = field(default_factory=list)
 
+    def add(self, record: Queued) -> bool:
+        """Append `record` (its acknowledgement settles with its offset); False when full."""
+        metadata = self.builder.append(
+            timestamp=None, key=record.key, value=record.value, headers=record.headers
+        )
+        if metadata is None:
+            return False
+        if record.acked is not None:
+            self.acked.append((metadata.offset, record.acked))
+        return True
+
 
 class OutputLost(RuntimeError):
     """The broker did not take a record the worker sent: the input it came from is not acked."""
 
 
 @functools.lru_cache(maxsize=65_536)
-def key_hash(key: bytes) -> int:
+def _key_hash(key: bytes) -> int:
     """A record key's murmur2, as Kafka's default partitioner takes it. aiokafka's is pure
     Python, and keys repeat (queues, agents): remembered."""
     return int(murmur2(key) & 0x7FFFFFFF)
@@ -71,7 +82,7 @@ def partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
     """Kafka's default partitioner (aiokafka's, the Java client's): murmur2 of the key."""
     if key is None:
         return random.choice(partitions)
-    return partitions[key_hash(key) % len(partitions)]
+    return partitions[_key_hash(key) % len(partitions)]
 
 
 def _settle(batch: Batch, sent: asyncio.Future[RecordMetadata]) -> None:
@@ -95,7 +106,6 @@ class Outputs:
         self._starting = asyncio.Lock()
         self._queued: dict[str, list[Queued]] = {}  # per topic, in the order sent
         self._due: asyncio.TimerHandle | None = None  # the next submission, when planned
-        self._due_at = 0.0
         self._submitting: asyncio.Task[None] | None = None  # the latest submission
         # Not reported by a flush yet: each batch handed over, with the broker's answer to come,
         # and the records that never reached the client (why, how many).
@@ -142,7 +152,7 @@ class Outputs:
         sent in the same turn of the event loop go to the client together, without lingering."""
         acked: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
         self._queue(topic, Queued(value, key, partition, None, acked))
-        if self._due is None or self._due_at > asyncio.get_running_loop().time():
+        if self._due is None or self._due.when() > asyncio.get_running_loop().time():
             self._plan(0.0)
         return acked
 
@@ -156,9 +166,7 @@ class Outputs:
     def _plan(self, delay: float) -> None:
         if self._due is not None:
             self._due.cancel()
-        loop = asyncio.get_running_loop()
-        self._due_at = loop.time() + delay
-        self._due = loop.call_at(self._due_at, self._submit_queued)
+        self._due = asyncio.get_running_loop().call_later(delay, self._submit_queued)
 
     def _submit_queued(self) -> None:
         """Hand what is queued to the client, after the submission before it."""
@@ -169,6 +177,12 @@ class Outputs:
             return
         queued, self._queued = self._queued, {}
         self._submitting = asyncio.ensure_future(self._submit(queued, self._submitting))
+
+    async def _hand_over(self) -> None:
+        """Submit what is queued now, and wait until every submission so far is done."""
+        self._submit_queued()
+        if self._submitting is not None:
+            await asyncio.wait([self._submitting])
 
     async def _submit(
         self, queued: dict[str, list[Queued]], previous: asyncio.Task[None] | None
@@ -219,28 +233,16 @@ class Outputs:
             if partition is None:
                 partition = partition_of(record.key, partitions)
             batch = open_.get(partition)
-            if batch is None:
+            if batch is None or not batch.add(record):  # none open, or full: a new one
                 batch = open_[partition] = Batch(topic, partition, producer.create_batch())
                 batches.append(batch)
-            metadata = batch.builder.append(
-                timestamp=None, key=record.key, value=record.value, headers=record.headers
-            )
-            if metadata is None:  # full: a new batch (a record always fits an empty one)
-                batch = open_[partition] = Batch(topic, partition, producer.create_batch())
-                batches.append(batch)
-                metadata = batch.builder.append(
-                    timestamp=None, key=record.key, value=record.value, headers=record.headers
-                )
-            if record.acked is not None:
-                batch.acked.append((metadata.offset, record.acked))
+                batch.add(record)  # a record always fits an empty batch
         return batches
 
     async def flush(self) -> None:
         """Wait until the broker took every record sent so far; raise `OutputLost` otherwise.
         (Every flush waits for all of them, those a concurrent flush waits for too.)"""
-        self._submit_queued()
-        if self._submitting is not None:
-            await asyncio.wait([self._submitting])
+        await self._hand_over()
         sent, unsent = list(self._sent), list(self._unsent)
         if sent:
             await asyncio.wait([future for future, _ in sent])
@@ -262,9 +264,7 @@ class Outputs:
 
     async def stop(self) -> None:
         """Hand over what is queued, then stop the client (which sends what it holds)."""
-        self._submit_queued()
-        if self._submitting is not None:
-            await asyncio.wait([self._submitting])
+        await self._hand_over()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
