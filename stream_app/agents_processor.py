@@ -117,6 +117,7 @@ class AgentsProcessor:
             state,
             BothPositions(events_guard, updates_guard),
             every=flush_every,
+            forget=self._forget,
             before=self.send_pending,
         )
 
@@ -131,25 +132,30 @@ class AgentsProcessor:
         agent's facts many times a second."""
         message = event.message
         partition = message.partition
+        since = self.checkpoint.epoch(partition)
         if message.topic == self.topics.events:
             if not await self.events_guard.process(message, self.apply_event):
+                self.checkpoint.moved(partition, since)
                 return  # dropped unacked: it is delivered again
         elif message.topic == self.topics.updates:
             if not await self.updates_guard.process(message, self.apply_update):
+                self.checkpoint.moved(partition, since)
                 return
         else:
             await self.events_guard.watch(partition)
             await self.updates_guard.watch(partition)
+            if self.checkpoint.moved(partition, since):
+                return  # the partition moved while its stall watch waited
             self.agents.save_stream_time(partition)
             if not self.tick_checkpoints(partition):
-                await self.checkpoint.hold(partition, event)
+                await self.checkpoint.hold(partition, event, since=since)
                 return
             await self.close(partition)
-            await self.checkpoint.hold(partition, event, now=True)
-            await self.announce(partition)
+            if await self.checkpoint.hold(partition, event, since=since, now=True):
+                await self.announce(partition)
             return
         if (
-            not await self.checkpoint.hold(partition, event)
+            not await self.checkpoint.hold(partition, event, since=since)
             and self.agents.clock_of(partition).live
             and idle()
         ):

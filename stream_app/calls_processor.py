@@ -171,7 +171,7 @@ class CallsProcessor:
         self.ends: dict[int, int] = {}  # per partition: its end on the broker, last asked
         self.told_agents = Announced()  # the partition's clock, as told the agents partitions
         self.checkpoint = Checkpoint(
-            outputs, state, guard, every=flush_every, before=self.send_pending
+            outputs, state, guard, every=flush_every, forget=self._forget, before=self.send_pending
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -180,14 +180,18 @@ class CallsProcessor:
         """One record of the stage's input (a call event, or a tick of its partition); `idle`
         says whether the input buffer is empty (then nothing more comes to combine with)."""
         partition = event.message.partition
+        since = self.checkpoint.epoch(partition)
         if tick:
             await self.guard.watch(partition)
+            if self.checkpoint.moved(partition, since):
+                return  # the partition moved while its stall watch waited
             await self.punctuate(partition)
         elif not await self.guard.process(event.message, self.apply):
+            self.checkpoint.moved(partition, since)
             return  # dropped unacked: it is delivered again
         else:
             await self.sweep(partition)
-        if not await self.checkpoint.hold(partition, event, now=tick) and idle():
+        if not await self.checkpoint.hold(partition, event, since=since, now=tick) and idle():
             for held in sorted({*self.pending.partitions(), *self.agent_pending.by_partition}):
                 if self.sends_at_once(held):
                     await self.send_pending(held)

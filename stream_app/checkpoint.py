@@ -10,6 +10,11 @@ A crash between any two steps redoes input whose effects may be lost, and never 
 outputs sent twice are revised or deduplicated downstream, state written twice is the same
 state. A partition revoked during a checkpoint keeps nothing of it: its records are not acked,
 its buffered state was dropped, and its next owner redoes them.
+
+A record whose processing spans a revocation or an assignment of its partition (it waited on
+the broker while the group rebalanced) is neither held nor checkpointed, and what it left in
+memory is forgotten: it was computed from state the worker no longer holds as it was (dropped,
+or being recovered), and kept it would shadow the recovered state. It is delivered again.
 """
 
 from __future__ import annotations
@@ -50,27 +55,45 @@ class Checkpoint:
         positions: Positions,
         *,
         every: int,
+        forget: Callable[[int], None],
         before: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.outputs = outputs
         self.state = state
         self.positions = positions
         self.every = every
+        self.forget = forget
         self.before = before
         self.held: dict[int, list[Ackable]] = {}
 
-    async def hold(self, partition: int, record: Ackable, *, now: bool = False) -> bool:
+    def epoch(self, partition: int) -> int:
+        """Taken when a record of the partition begins: `moved` and `hold` compare with it."""
+        return self.positions.epoch(partition)
+
+    def moved(self, partition: int, since: int) -> bool:
+        """Whether the partition was revoked or assigned since the epoch `since`; if so, what
+        the stage holds of it in memory is forgotten (the record in hand may have written it
+        after the partition's state was dropped, from a table still being recovered)."""
+        if self.positions.epoch(partition) == since:
+            return False
+        self.drop(partition)
+        self.forget(partition)
+        return True
+
+    async def hold(self, partition: int, record: Ackable, *, since: int, now: bool = False) -> bool:
         """Hold a processed record of `partition` (inside an agent, on a record of that
-        partition); checkpoint the partition when due. True when it was checkpointed."""
+        partition), begun at epoch `since`; checkpoint the partition when due. True when it
+        was checkpointed."""
+        if self.moved(partition, since):
+            return False
         held = self.held.setdefault(partition, [])
         held.append(record)
         if not now and len(held) < self.every:
             return False
-        epoch = self.positions.epoch(partition)
         if self.before is not None:
             await self.before(partition)
         await self.outputs.flush()
-        if self.positions.epoch(partition) != epoch:
+        if self.moved(partition, since):
             return False  # revoked meanwhile: the held records and their state were dropped
         self.positions.save(partition)
         await self.state.flush()

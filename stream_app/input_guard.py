@@ -174,10 +174,14 @@ class InputGuard:
     async def process(self, message: Any, apply: Callable[[Any], Awaitable[None]]) -> bool:
         """Apply `message` if it is the next record of its partition; True when it is to be
         acked with the others (applied, or applied before), False when it is dropped unacked
-        (fetched again after a rewind, or its partition was revoked while it was applied)."""
+        (fetched again after a rewind, or its partition was revoked or assigned meanwhile:
+        the stage forgets what it wrote, `stream_app.checkpoint`)."""
         epoch = self.epoch(message.partition)
         step = await self.admit(message)
-        if step is Step.REWIND:
+        if step is Step.REWIND or self.epoch(message.partition) != epoch:
+            # Not applied: a rewind fetches it again, and a partition revoked or assigned
+            # while it waited here (the first record after an assignment commits, and a
+            # commit waits out a rebalance) may be mid-recovery: nothing is read from it.
             return False
         if step is Step.APPLY:
             await apply(message)

@@ -72,22 +72,28 @@ class QueuesProcessor:
         return self.queues.store
 
     def __post_init__(self) -> None:
-        self.checkpoint = Checkpoint(self.outputs, self.state, self.guard, every=self.flush_every)
+        self.checkpoint = Checkpoint(
+            self.outputs, self.state, self.guard, every=self.flush_every, forget=self._forget
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def on_record(self, event: Any, *, tick: bool) -> None:
         partition = event.message.partition
+        since = self.checkpoint.epoch(partition)
         if partition not in self.seen:
             await self.resume(partition)
         if tick:
             await self.guard.watch(partition)
+            if self.checkpoint.moved(partition, since):
+                return  # the partition moved while its stall watch waited
             await self.punctuate(partition)
         elif not await self.guard.process(event.message, self.apply):
+            self.checkpoint.moved(partition, since)
             return  # dropped unacked: it is delivered again
         else:
             self.sweep(partition)
-        await self.checkpoint.hold(partition, event, now=tick)
+        await self.checkpoint.hold(partition, event, since=since, now=tick)
 
     async def resume(self, partition: int) -> None:
         """First record since the partition was assigned: learn its queues, and re-send what
@@ -120,24 +126,26 @@ class QueuesProcessor:
         return now
 
     def assigned(self, partition: int) -> None:
-        self.state.drop(partition)
-        self.guard.forget(partition)
-        self.seen.discard(partition)
+        self._forget(partition)
 
     def assigned_ticks(self, partition: int) -> None:
         self.seen.discard(partition)
 
     def revoked(self, partition: int) -> None:
         """Nothing of it is kept, nor exported: its next owner exports its queues now."""
-        self.state.drop(partition)
-        self.guard.forget(partition)
+        self._forget(partition)
         self.checkpoint.drop(partition)
-        self.seen.discard(partition)
         for queue in self.owners.queues_on(partition):
             with contextlib.suppress(KeyError):
                 self.metrics.answer_speed.remove(queue)
         self.owners.disown(partition)
         self.source_times.pop(partition, None)
+
+    def _forget(self, partition: int) -> None:
+        """Its state is read afresh from the recovered table, its queues learnt again."""
+        self.state.drop(partition)
+        self.guard.forget(partition)
+        self.seen.discard(partition)
 
     # -- records -------------------------------------------------------------------------------
 

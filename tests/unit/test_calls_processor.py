@@ -309,6 +309,25 @@ def test_a_revocation_in_the_middle_of_a_batch_sends_and_acks_nothing_of_it() ->
     assert [s for s in world.log if s.startswith("ack")] == ["ack 0:7", "ack 0:0"]
 
 
+def test_a_record_whose_partition_moved_while_it_was_processed_sends_nothing_of_it() -> None:
+    """The group rebalanced while the record waited (revoked, then assigned here again): the
+    contributions it computed came from state being recovered; they are forgotten, not sent,
+    and the record is not acked (it comes again)."""
+    world = World()
+    proc = processor(world, flush_every=1)
+
+    class MovingGuard(Guard):
+        async def process(self, message: Any, apply: Callable[[Any], Awaitable[None]]) -> bool:
+            proc.revoked(0)
+            proc.assigned(0)
+            return await super().process(message, apply)
+
+    proc.guard = MovingGuard(world)
+    feed(proc, world, CALL[:1], idle=True)
+    assert proc.pending.partitions() == [] and world.updates() == []
+    assert world.log == ["drop state 0"] * 3  # revoked, assigned, and after the record
+
+
 @pytest.mark.parametrize("failing", ["flush outputs", "save position 0", "flush state"])
 def test_a_failure_at_any_step_of_a_checkpoint_acks_nothing(failing: str) -> None:
     world = World()

@@ -1,5 +1,5 @@
-"""A stage's checkpoint without a broker: the order of durability, a failure at every step, and
-a revocation in the middle of one."""
+"""A stage's checkpoint without a broker: the order of durability, a failure at every step, a
+revocation in the middle of one, and a record that began before its partition moved."""
 
 from __future__ import annotations
 
@@ -64,12 +64,27 @@ class Record:
 
 def checkpoint(world: World, every: int = 3) -> Checkpoint:
     return Checkpoint(
-        Step(world, "outputs"), Step(world, "state"), world, every=every, before=world.send_held
+        Step(world, "outputs"),
+        Step(world, "state"),
+        world,
+        every=every,
+        forget=lambda partition: world.step(f"forget {partition}"),
+        before=world.send_held,
     )
 
 
-def hold(cp: Checkpoint, world: World, name: str, *, partition: int = 0, now: bool = False) -> bool:
-    return asyncio.run(cp.hold(partition, Record(world, name), now=now))
+def hold(
+    cp: Checkpoint,
+    world: World,
+    name: str,
+    *,
+    partition: int = 0,
+    now: bool = False,
+    since: int | None = None,
+) -> bool:
+    """`since`: the partition's epoch when the record began (by default: now)."""
+    began = cp.epoch(partition) if since is None else since
+    return asyncio.run(cp.hold(partition, Record(world, name), since=began, now=now))
 
 
 def test_every_nth_record_makes_outputs_then_state_then_position_durable_before_any_ack() -> None:
@@ -120,13 +135,33 @@ def test_a_partition_revoked_during_the_outputs_flush_keeps_nothing_of_the_check
     assert world.steps == [
         "send held 0",
         "outputs",
+        "forget 0",
     ]  # no position saved, no state written, nothing acked
-    cp.drop(0)  # the revocation's handler
+    assert cp.held.get(0) is None
     world.revoke_at = None
     world.steps.clear()
     assert not hold(cp, world, "c")  # assigned again: the count starts afresh
     assert hold(cp, world, "d")
     assert world.steps == ["send held 0", "outputs", "save position 0", "state", "ack c", "ack d"]
+
+
+def test_a_record_begun_before_its_partition_moved_is_not_held_and_the_partition_is_forgotten() -> (
+    None
+):
+    """A record waited on the broker while the group rebalanced: its partition was revoked and
+    assigned again meanwhile, its state dropped and being recovered. What the record wrote
+    came from that state; kept, it would shadow the recovered one."""
+    world = World()
+    cp = checkpoint(world, every=2)
+    hold(cp, world, "a")
+    began = cp.epoch(0)
+    world.epochs[0] = began + 2  # revoked, then assigned again
+    assert not hold(cp, world, "b", since=began, now=True)
+    assert world.steps == ["forget 0"]  # nothing sent, saved, written nor acked
+    assert cp.held.get(0) is None
+    assert not cp.moved(0, cp.epoch(0))  # a record begun after it is the partition's again
+    assert hold(cp, world, "c", now=True)
+    assert world.steps[1:] == ["send held 0", "outputs", "save position 0", "state", "ack c"]
 
 
 def test_a_stage_that_raises_stops_the_worker_and_a_cancelled_one_does_not() -> None:

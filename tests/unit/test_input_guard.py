@@ -81,6 +81,19 @@ def guard_at(
     return guard, consumer, now
 
 
+def assigned_guard(consumer: FakeConsumer, stored: int) -> InputGuard:
+    """A guard over `consumer` whose table stores `stored`, its partition just assigned."""
+    guard = InputGuard(
+        SimpleNamespace(consumer=consumer),
+        FakeStore(stored),  # type: ignore[arg-type]
+        TOPIC,
+        probe=None,  # type: ignore[arg-type]
+        clock=lambda: 100.0,
+    )
+    guard.forget(0)
+    return guard
+
+
 def message(offset: int) -> Any:
     return SimpleNamespace(partition=0, offset=offset)
 
@@ -175,14 +188,7 @@ def test_a_record_applied_before_and_lost_on_its_way_again_holds_no_commit_back(
     the way (a stream buffer cleared at the end of a recovery): Faust commits past what the
     table vouches for all the same, or the group's lag stays at 160 for good."""
     consumer = CommittingConsumer(highwater=4792, committed=4632)
-    guard = InputGuard(
-        SimpleNamespace(consumer=consumer),
-        FakeStore(4792),  # type: ignore[arg-type]
-        TOPIC,
-        probe=None,  # type: ignore[arg-type]
-        clock=lambda: 100.0,
-    )
-    guard.forget(0)
+    guard = assigned_guard(consumer, stored=4792)
     for offset in [*range(4632, 4700), *range(4701, 4792)]:  # 4700 never comes
         asyncio.run(guard.admit(message(offset)))
         consumer.ack(offset)
@@ -196,3 +202,36 @@ def test_a_partition_is_read_to_its_end_when_its_next_record_is_the_end() -> Non
     assert guard_at(highwater=7, stored=7)[0].read_to_end(0)
     assert not guard_at(highwater=18, stored=7)[0].read_to_end(0)
     assert not guard_at(highwater=None, stored=None)[0].read_to_end(0)  # its end not known
+
+
+class RebalancingConsumer(FakeConsumer):
+    """Its commit waits out a rebalance, during which the partition is revoked and assigned
+    again (the worker's handlers forget it) and its table is still being recovered."""
+
+    def __init__(self, highwater: int, on_commit: Any) -> None:
+        super().__init__(highwater)
+        self.on_commit = on_commit
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> bool:
+        await asyncio.sleep(0)
+        self.on_commit()
+        return await super()._commit_offsets(offsets)
+
+
+def test_a_record_whose_partition_moved_while_it_waited_is_not_applied() -> None:
+    """The first record after an assignment commits the stored position; that commit can wait
+    out the next rebalance. The record must not then be applied to the partition's state: the
+    table may be half recovered (its buckets in, the contributions that vouch for them not)."""
+    guard: InputGuard
+    consumer = RebalancingConsumer(highwater=20, on_commit=lambda: guard.forget(0))
+    guard = assigned_guard(consumer, stored=12)
+    applied: list[int] = []
+
+    async def apply(message: Any) -> None:
+        applied.append(message.offset)
+
+    assert not asyncio.run(guard.process(message(12), apply))
+    assert applied == []  # delivered again, it is applied then
+    consumer.on_commit = lambda: None
+    assert asyncio.run(guard.process(message(12), apply))
+    assert applied == [12]

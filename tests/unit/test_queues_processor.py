@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -155,3 +156,23 @@ def test_an_agents_partition_in_a_replay_holds_closing_until_its_facts_are_in() 
     run(proc, (update(world, 2, {**gate, "st": late}), False), (tick, True))
     assert [r["answered"] for r in published(world)] == [1]
     assert proc.stream_time_s() == late / 1000  # the gate never moves the low watermark
+
+
+def test_a_record_whose_partition_moved_while_it_was_processed_leaves_nothing_behind() -> None:
+    """The group rebalanced while the record waited (its partition revoked, then assigned here
+    again and its table being recovered): what it wrote is forgotten with the partition's
+    buffered state, not flushed, and the record is not acked (it comes again)."""
+    world = World()
+    proc = processor(world)
+
+    class MovingGuard(Guard):
+        async def process(self, message: object, apply: Any) -> bool:
+            proc.revoked(0)
+            proc.assigned(0)
+            return await super().process(message, apply)
+
+    proc.guard = MovingGuard(world)
+    value = update_record("sales", [("c1", C1)], 0, T0 + 100_000, None, False)
+    run(proc, (update(world, 3, value), False))
+    assert world.log == ["drop state 0"] * 3  # revoked, assigned, and after the record
+    assert proc.checkpoint.held.get(0) is None and 0 not in proc.seen
