@@ -35,6 +35,7 @@ from stream_app.live_state import LivePublisher
 from stream_app.outputs import Outputs
 from stream_app.queue_registry import QueueRegistry
 from stream_app.queues_processor import QueuesProcessor
+from stream_app.recovery_watch import RecoveryWatch
 from stream_app.settings import longest_day_ms
 from stream_app.tables import BufferedStore, changelog_table, create_tables
 
@@ -253,7 +254,10 @@ def register(pipeline: Pipeline) -> None:
             if tp.topic == agent_events.get_topic_name():
                 agents_processor.revoked(tp.partition)
 
+    recovery_watch = RecoveryWatch(app)
+
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        recovery_watch.start()
         for tp in assigned:
             if tp.topic == call_events.get_topic_name():
                 calls_processor.assigned(tp.partition)
