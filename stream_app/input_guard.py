@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from stream_app.domain.positions import POSITION_KEY, Position, Step
@@ -125,17 +126,21 @@ class InputGuard:
     async def admit(self, message: Any) -> Step:
         """APPLY, SKIP (already applied), or REWIND (the consumer was sent back for the records
         before it)."""
-        self.received_at[message.partition] = self.clock()
-        position = self._position(message.partition)
-        if message.partition not in self.vouched:
-            await self._vouch(message.partition)
+        partition = message.partition
+        epoch = self.epoch(partition)
+        self.received_at[partition] = self.clock()
+        position = self._position(partition)
+        if partition not in self.vouched:
+            await self._vouch(partition)
         step = position.step(message.offset)
-        if step is Step.PROBE:
-            first = await self.probe.first_offset(self.topic, message.partition, position.next)
+        if step is Step.PROBE and self.epoch(partition) == epoch:
+            first = await self.probe.first_offset(self.topic, partition, position.next)
             position.probed(first, message.offset)
             step = position.step(message.offset)
-        if step is Step.REWIND and self.sought_for.get(message.partition) != position.next:
-            await self._seek(message.partition, position)  # once; the stale rest is dropped
+        if self.epoch(partition) != epoch:
+            return Step.REWIND  # the partition moved meanwhile: nothing to seek, it comes again
+        if step is Step.REWIND and self.sought_for.get(partition) != position.next:
+            await self._seek(partition, position)  # once; the stale rest is dropped
         return step
 
     async def _vouch(self, partition: int) -> None:
@@ -255,7 +260,14 @@ class InputGuard:
         self.sought_at[partition] = self.clock()
         # seek_wait runs on the consumer's own thread (Faust's plain seek does not: it races
         # the fetcher) and moves Faust's read offset back too.
-        await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+        try:
+            await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+        except IllegalStateError:  # revoked meanwhile (on the consumer's thread)
+            log.info(
+                "%s[%d] was revoked before it could be fetched again: its owner reads it",
+                self.topic,
+                partition,
+            )
 
     def save(self, partition: int) -> None:
         """Before a flush of this partition (inside an agent, on one of its records)."""

@@ -6,6 +6,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree  # type: ignore[import-untyped]
@@ -235,3 +236,42 @@ def test_a_record_whose_partition_moved_while_it_waited_is_not_applied() -> None
     consumer.on_commit = lambda: None
     assert asyncio.run(guard.process(message(12), apply))
     assert applied == [12]
+
+
+def test_a_partition_that_moved_while_its_record_waited_is_not_sought() -> None:
+    """Records missing before the one in hand send the consumer back for them, unless the
+    partition was revoked meanwhile: aiokafka refuses to seek a partition it does not hold,
+    and a stage that raised would stop the worker."""
+    guard: InputGuard
+    consumer = RebalancingConsumer(highwater=20, on_commit=lambda: guard.forget(0))
+    guard = assigned_guard(consumer, stored=12)
+
+    async def apply(message: Any) -> None:
+        raise AssertionError("not applied")
+
+    assert not asyncio.run(guard.process(message(15), apply))
+    assert consumer.seeks == []
+
+
+class RevokingConsumer(FakeConsumer):
+    """The partition is revoked on the consumer's thread while a seek is on its way there."""
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        raise IllegalStateError(f"No current assignment for partition {next(iter(partitions))}")
+
+
+def test_a_partition_revoked_while_it_is_sought_again_leaves_the_stage_running() -> None:
+    consumer = RevokingConsumer(highwater=18)
+    now = [100.0]
+    guard = InputGuard(
+        SimpleNamespace(consumer=consumer),
+        FakeStore(7),  # type: ignore[arg-type]
+        TOPIC,
+        probe=None,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    guard.forget(0)
+    asyncio.run(guard.watch(0))
+    now[0] += STALL_AFTER_S + 1
+    asyncio.run(guard.watch(0))  # its records never came: sought again, and it is gone
+    assert guard.sought_at[0] == now[0]
