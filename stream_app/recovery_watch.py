@@ -42,7 +42,7 @@ class RecoveryWatch:
             self.task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
-        while True:
+        while not self.app.should_stop:
             await asyncio.sleep(CHECK_EVERY_S)
             try:
                 await self.check()
