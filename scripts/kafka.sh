@@ -103,7 +103,9 @@ PY
 }
 
 java_cmd() {
-  exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+  # A heap for tens of thousands of partitions: the test suite creates topics under a fresh
+  # prefix per test, and a dev broker kept for days holds every one of them (512 MiB ran out).
+  exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$root/kafka/log4j2.yaml" \
     -cp "$libs/*" "$@"
 }
