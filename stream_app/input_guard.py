@@ -125,20 +125,25 @@ class InputGuard:
 
     async def admit(self, message: Any) -> Step:
         """APPLY, SKIP (already applied), or REWIND (the consumer was sent back for the records
-        before it)."""
+        before it, or the partition was revoked or assigned while the record waited here: the
+        first record after an assignment commits, a commit can wait out the next rebalance,
+        and the table may then be mid-recovery; nothing is read from it, nothing sought, and
+        the record comes again)."""
         partition = message.partition
         epoch = self.epoch(partition)
         self.received_at[partition] = self.clock()
         position = self._position(partition)
         if partition not in self.vouched:
             await self._vouch(partition)
+            if self.epoch(partition) != epoch:
+                return Step.REWIND
         step = position.step(message.offset)
-        if step is Step.PROBE and self.epoch(partition) == epoch:
+        if step is Step.PROBE:
             first = await self.probe.first_offset(self.topic, partition, position.next)
+            if self.epoch(partition) != epoch:
+                return Step.REWIND
             position.probed(first, message.offset)
             step = position.step(message.offset)
-        if self.epoch(partition) != epoch:
-            return Step.REWIND  # the partition moved meanwhile: nothing to seek, it comes again
         if step is Step.REWIND and self.sought_for.get(partition) != position.next:
             await self._seek(partition, position)  # once; the stale rest is dropped
         return step
@@ -183,10 +188,7 @@ class InputGuard:
         the stage forgets what it wrote, `stream_app.checkpoint`)."""
         epoch = self.epoch(message.partition)
         step = await self.admit(message)
-        if step is Step.REWIND or self.epoch(message.partition) != epoch:
-            # Not applied: a rewind fetches it again, and a partition revoked or assigned
-            # while it waited here (the first record after an assignment commits, and a
-            # commit waits out a rebalance) may be mid-recovery: nothing is read from it.
+        if step is Step.REWIND:
             return False
         if step is Step.APPLY:
             await apply(message)

@@ -79,6 +79,6 @@ class RecoveryWatch:
                 ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in refetch.items()),
             )
             await self.app.consumer.seek_wait(refetch)
-            for tp in refetch:
-                self.seen[tp] = (recovery.active_offsets.get(tp, -1), now)
+            for tp, offset in refetch.items():
+                self.seen[tp] = (offset - 1, now)  # sought: it gets its time again
         return refetch

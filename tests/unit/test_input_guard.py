@@ -71,10 +71,10 @@ class FakeStore:
 
 
 def guard_at(
-    highwater: int | None, stored: int | None
+    highwater: int | None, stored: int | None, consumer_type: type[FakeConsumer] = FakeConsumer
 ) -> tuple[InputGuard, FakeConsumer, list[float]]:
     now = [100.0]
-    consumer = FakeConsumer(highwater)
+    consumer = consumer_type(highwater)
     app = SimpleNamespace(consumer=consumer)
     guard = InputGuard(app, FakeStore(stored), TOPIC, probe=None, clock=lambda: now[0])  # type: ignore[arg-type]
     guard.forget(0)  # assigned now
@@ -261,17 +261,7 @@ class RevokingConsumer(FakeConsumer):
 
 
 def test_a_partition_revoked_while_it_is_sought_again_leaves_the_stage_running() -> None:
-    consumer = RevokingConsumer(highwater=18)
-    now = [100.0]
-    guard = InputGuard(
-        SimpleNamespace(consumer=consumer),
-        FakeStore(7),  # type: ignore[arg-type]
-        TOPIC,
-        probe=None,  # type: ignore[arg-type]
-        clock=lambda: now[0],
-    )
-    guard.forget(0)
-    asyncio.run(guard.watch(0))
+    guard, _, now = guard_at(highwater=18, stored=7, consumer_type=RevokingConsumer)
     now[0] += STALL_AFTER_S + 1
     asyncio.run(guard.watch(0))  # its records never came: sought again, and it is gone
     assert guard.sought_at[0] == now[0]
