@@ -192,9 +192,16 @@ class CallsProcessor:
         else:
             await self.sweep(partition)
         if not await self.checkpoint.hold(partition, event, since=since, now=tick) and idle():
-            for held in sorted({*self.pending.partitions(), *self.agent_pending.by_partition}):
-                if self.sends_at_once(held):
+            for held in sorted(self.holding()):
+                # Each send can span a rebalance: a partition revoked or assigned meanwhile
+                # holds nothing any more, and its clock and position are not known here (read
+                # now, they would be read from the table of the record in hand).
+                if held in self.holding() and self.sends_at_once(held):
                     await self.send_pending(held)
+
+    def holding(self) -> set[int]:
+        """The partitions with contributions or agents' news not sent yet."""
+        return {*self.pending.partitions(), *self.agent_pending.by_partition}
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""

@@ -116,8 +116,8 @@ class InputGuard:
 
     def _position(self, partition: int) -> Position:
         position = self.positions.get(partition)
-        if position is None:  # first record since assignment: the table's word (this partition)
-            stored = self.store.get(self.position_key)
+        if position is None:  # first record since assignment: the table's word
+            stored = self.store.get(self.position_key, partition)
             position = self.positions[partition] = Position(next=stored or 0)
             if stored is not None:
                 self.saved[partition] = stored

@@ -339,8 +339,11 @@ class BufferedStore:
         event = current_event()
         return None if event is None else int(event.message.partition)
 
-    def get(self, key: str) -> Any | None:
-        partition = self._partition()
+    def get(self, key: str, partition: int | None = None) -> Any | None:
+        """`partition`: whose state (by default the current record's; outside an agent, a
+        scrape, whichever holds the key)."""
+        if partition is None:
+            partition = self._partition()
         buffers = self.buffers.values() if partition is None else [self.buffers.get(partition, {})]
         for buffer in buffers:
             raw = buffer.get(key)

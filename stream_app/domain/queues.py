@@ -17,7 +17,16 @@ input, so a queue's keys all live on the queue's partition):
                             kind: i interval, m minute;
                             a minute's waits (sorted) keep its longest wait exact under withdrawals
   q␟queue                → {"o": offset, "w": {call_id: waiting_since}, "d": [dirty interval starts],
-                             "x": the first interval its agents' timelines are exact from (sweeps)}
+                             "x": the first interval its agents' timelines are exact from (sweeps),
+                             "h": the horizon of the last sweep: facts before it are final}
+
+Facts before a sweep's horizon are final. A calls partition whose new owner redoes the records
+since its last checkpoint sends their contributions again, and its announced clock may already
+have let the sweeps forget those calls' contributions (announcements never go back). A call the
+stage no longer knows is otherwise new, and its facts would count twice in the buckets still kept
+(or revive a swept bucket with one call in it). So the facts before the horizon are left out of
+every replacement: they are what was counted, since a calls partition rejects any event older
+than its own stream time minus the same retention.
 """
 
 from __future__ import annotations
@@ -145,15 +154,18 @@ class QueueStage:
             and prev_sla.short_abandon_ms == sla_now.short_abandon_ms
         ):
             return applied
+        meta = self._meta(queue)
+        final_before: int | None = meta.get("h")  # facts before the last sweep's horizon
         # Per bucket start, the facts it loses and the facts it gains.
         minutes: dict[int, tuple[list[Figures], list[Figures]]] = {}
         intervals: dict[int, tuple[list[Figures], list[Figures]]] = {}
         interval_ms = self.windows.interval_ms
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
             for ts, facts in contribution_facts(contribution, sla):
+                if final_before is not None and ts < final_before:
+                    continue
                 intervals.setdefault(interval_start(ts, interval_ms), ([], []))[sign].append(facts)
                 minutes.setdefault(floor_to(ts, MINUTE_MS), ([], []))[sign].append(facts)
-        meta = self._meta(queue)
         was_dirty = set(meta["d"])
         dirty = set(was_dirty)
         # Minutes first: an interval whose longest wait was withdrawn re-reads its minutes.
@@ -365,7 +377,9 @@ class QueueStage:
 
         `low_watermark` is the oldest stream time among the calls stage's partitions: an event
         those partitions still accept (not late by their own stream time) can never land in a
-        bucket this deletes, so no bucket is ever resurrected half empty.
+        bucket this deletes, and the contributions a partition sends again from the records it
+        redoes land nowhere (the horizon kept in each queue's meta), so no bucket is ever
+        resurrected half empty nor a forgotten call counted twice.
         """
         horizon = low_watermark - self.windows.retention_ms
         entries = list(self.store.items())
@@ -394,6 +408,16 @@ class QueueStage:
                 stamps = contribution.fact_stamps()
                 if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
                     doomed.append(key)
+        # The horizon goes with each queue's meta before the contributions go (the meta is
+        # flushed first, `flush_rank`): a call forgotten here is never taken for a new one.
+        swept_queues = {
+            key.split(SEP, 2)[1] for key, _ in entries if key[:2] in ("q" + SEP, "c" + SEP)
+        }
+        for queue in sorted(swept_queues):
+            meta = self._meta(queue)
+            if meta.get("h", horizon - 1) < horizon:
+                meta["h"] = horizon
+                self.store.set(meta_key(queue), meta)
         for key in doomed:
             self.store.delete(key)
         return len(doomed) + self._prune_agents(timelines, horizon, unpublished)

@@ -328,6 +328,53 @@ def test_a_record_whose_partition_moved_while_it_was_processed_sends_nothing_of_
     assert world.log == ["drop state 0"] * 3  # revoked, assigned, and after the record
 
 
+def test_a_partition_moved_while_another_sends_at_an_idle_moment_keeps_its_own_clock() -> None:
+    """At an idle moment every caught-up partition sends what it holds. A send can span a
+    rebalance that takes a partition away and gives it back: it then holds nothing, and its
+    clock is not known. Read then, it was read from the table of the record in hand (another
+    partition's) and announced as its own (test_crash: calls partition 3 announced 02-07,
+    partition 5's time, while reading 02-05; the queues stage swept by it)."""
+    world = World()
+    proc = processor(world, flush_every=100)
+    feed(proc, world, CALL, partition=3)
+    world.store.current = 3
+    world.highwaters[3] = 3
+    tick(proc, world, partition=3)  # partition 3's time, at(100), in its table
+    later = [record("queue_entered", at(9000), call="c7", queue="sales")]
+    feed(proc, world, later, partition=1)
+    world.store.current = 1
+    world.highwaters[1] = 2
+    tick(proc, world, partition=1)  # partition 1's, at(9000), in its own
+    feed(
+        proc,
+        world,
+        [record("queue_entered", at(200), call="c8", queue="sales")],
+        partition=3,
+        first=3,
+    )
+    world.highwaters[3] = 4
+    sends = world.send
+
+    async def send_and_rebalance(topic: str, value: bytes | None, **kwargs: Any) -> None:
+        if proc.pending.partitions() == [3]:  # partition 1's went: 3 moves away and back
+            proc.revoked(3)
+            proc.assigned(3)
+        await sends(topic, value, **kwargs)
+
+    world.send = send_and_rebalance  # type: ignore[method-assign]
+    feed(
+        proc,
+        world,
+        [record("queue_entered", at(9001), call="c9", queue="sales")],
+        partition=1,
+        first=1,
+        idle=True,
+    )
+    assert proc.pending.partitions() == []
+    world.store.current = 3  # its next record, or tick
+    assert proc.calls.stream_time(3) == at(100)
+
+
 @pytest.mark.parametrize("failing", ["flush outputs", "save position 0", "flush state"])
 def test_a_failure_at_any_step_of_a_checkpoint_acks_nothing(failing: str) -> None:
     world = World()

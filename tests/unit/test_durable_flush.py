@@ -286,3 +286,17 @@ def test_a_buffered_flush_sends_in_rank_order_and_stays_readable_until_written(
     db = store._db_for_partition(PARTITION)
     assert db.get(MARK_KEY) is not None and db.get(store.offset_key) == b"3"
     assert orjson.loads(db[b"call-1"]) == {"n": 1}
+
+
+def test_a_read_for_another_partition_sees_that_partitions_state(tmp_path: Path) -> None:
+    """The input guard learns a partition's position from its table; asked while a record of
+    another partition is in hand, it must not get that one's (buffered or stored)."""
+    table, _ = open_store(tmp_path)
+    buffered = BufferedStore(table)
+    with CurrentRecord(PARTITION):
+        buffered.set(POSITION_KEY, 7)
+    with CurrentRecord(PARTITION + 1):
+        buffered.set(POSITION_KEY, 40)
+        assert buffered.get(POSITION_KEY) == 40
+        assert buffered.get(POSITION_KEY, PARTITION) == 7
+        assert buffered.get(POSITION_KEY, PARTITION + 2) is None

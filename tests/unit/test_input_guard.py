@@ -66,7 +66,7 @@ class FakeStore:
     def __init__(self, position: int | None) -> None:
         self.position = position
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, partition: int | None = None) -> Any:
         return self.position
 
 
@@ -265,3 +265,15 @@ def test_a_partition_revoked_while_it_is_sought_again_leaves_the_stage_running()
     now[0] += STALL_AFTER_S + 1
     asyncio.run(guard.watch(0))  # its records never came: sought again, and it is gone
     assert guard.sought_at[0] == now[0]
+
+
+def test_a_partitions_position_is_read_from_its_own_table() -> None:
+    """Whatever record is in hand (Faust's current event names the partition a plain read
+    goes to), a partition's position comes from that partition's table."""
+
+    class TwoPartitions:
+        def get(self, key: str, partition: int | None = None) -> Any:
+            return {0: 5, 1: 9}.get(partition if partition is not None else 0)
+
+    guard = InputGuard(SimpleNamespace(consumer=None), TwoPartitions(), TOPIC, probe=None)  # type: ignore[arg-type]
+    assert (guard.next_offset(1), guard.next_offset(0)) == (9, 5)
