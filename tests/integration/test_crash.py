@@ -233,6 +233,41 @@ def test_a_worker_joining_mid_stream_then_the_first_killed_gives_the_figures_of_
     assert exported(second)  # it took the dead worker's queues as well
 
 
+def test_two_workers_joining_back_to_back_then_the_first_killed_give_the_figures_of_a_clean_run(
+    tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
+) -> None:
+    """Scaling out by two in the middle of the month: rebalances follow each other while
+    partitions are still being recovered, and move back and forth between workers. Then the
+    first worker is killed. No worker exits on its own, and no queue is exported by two."""
+    events, clean_outputs = clean
+    prefix = unique_prefix("join2")
+    first = started(workers, tmp_path, prefix, name="first")
+    send(prefix, events)
+    wait_processed(first, 0.3 * len(events))
+    second = started(workers, tmp_path, prefix, name="second")
+    third = started(workers, tmp_path, prefix, name="third")
+    trio = [first, second, third]
+
+    def progress() -> float:
+        for worker in trio:
+            assert worker.proc is not None
+            assert worker.proc.poll() is None, f"a worker exited:\n{worker.log()[-3000:]}"
+        exports = [exported(worker) for worker in trio]
+        for n, a in enumerate(exports):
+            for b in exports[n + 1 :]:
+                assert not a & b, f"exported by two workers: {sorted(a & b)}"
+        return sum(processed(worker) for worker in trio)
+
+    wait_for(
+        lambda: progress() >= 0.6 * len(events),
+        timeout=600,
+        every=0.5,
+        message="60 % processed by the three",
+    )
+    first.stop(signal.SIGKILL)
+    assert_reaches(clean_outputs, prefix, [second, third])
+
+
 def test_the_broker_killed_mid_stream_and_restarted_gives_the_figures_of_a_clean_run(
     tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
 ) -> None:
