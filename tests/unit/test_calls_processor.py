@@ -328,6 +328,11 @@ def test_a_record_whose_partition_moved_while_it_was_processed_sends_nothing_of_
     assert world.log == ["drop state 0"] * 3  # revoked, assigned, and after the record
 
 
+def entered(call: str, seconds: float) -> list[tuple[bytes, bytes]]:
+    """A call entering the sales queue, `seconds` after the tests' origin."""
+    return [record("queue_entered", at(seconds), call=call, queue="sales")]
+
+
 def test_a_partition_moved_while_another_sends_at_an_idle_moment_keeps_its_own_clock() -> None:
     """At an idle moment every caught-up partition sends what it holds. A send can span a
     rebalance that takes a partition away and gives it back: it then holds nothing, and its
@@ -340,18 +345,11 @@ def test_a_partition_moved_while_another_sends_at_an_idle_moment_keeps_its_own_c
     world.store.current = 3
     world.highwaters[3] = 3
     tick(proc, world, partition=3)  # partition 3's time, at(100), in its table
-    later = [record("queue_entered", at(9000), call="c7", queue="sales")]
-    feed(proc, world, later, partition=1)
+    feed(proc, world, entered("c7", 9000), partition=1)
     world.store.current = 1
     world.highwaters[1] = 2
     tick(proc, world, partition=1)  # partition 1's, at(9000), in its own
-    feed(
-        proc,
-        world,
-        [record("queue_entered", at(200), call="c8", queue="sales")],
-        partition=3,
-        first=3,
-    )
+    feed(proc, world, entered("c8", 200), partition=3, first=3)
     world.highwaters[3] = 4
     sends = world.send
 
@@ -362,14 +360,7 @@ def test_a_partition_moved_while_another_sends_at_an_idle_moment_keeps_its_own_c
         await sends(topic, value, **kwargs)
 
     world.send = send_and_rebalance  # type: ignore[method-assign]
-    feed(
-        proc,
-        world,
-        [record("queue_entered", at(9001), call="c9", queue="sales")],
-        partition=1,
-        first=1,
-        idle=True,
-    )
+    feed(proc, world, entered("c9", 9001), partition=1, first=1, idle=True)
     assert proc.pending.partitions() == []
     world.store.current = 3  # its next record, or tick
     assert proc.calls.stream_time(3) == at(100)
