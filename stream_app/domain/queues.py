@@ -197,8 +197,12 @@ class QueueStage:
             applied.changed = True
             if kind == "i":
                 dirty.add(start)
-        if new.answered is not None and (prev.answered is None or prev.answered != new.answered):
-            applied.new_answer_speeds_ms.append(new.answered[1])
+        if (
+            new.answered is not None
+            and (prev.answered is None or prev.answered != new.answered)
+            and (final_before is None or new.answered[0] >= final_before)
+        ):
+            applied.new_answer_speeds_ms.append(new.answered[1])  # a final answer was observed
         waiting: dict[str, int] = meta["w"]
         if meta["o"] < offset and (waiting.get(call_id) != new.waiting_since or dirty != was_dirty):
             if new.waiting_since is None:
@@ -397,11 +401,13 @@ class QueueStage:
             if key.startswith("g" + SEP):
                 timelines.append((key, value))
             elif key.startswith("b" + SEP):
-                _, queue, kind, start = key.split(SEP)
-                begins = int(start)
-                if (queue, interval_start(begins, self.windows.interval_ms)) in unpublished:
+                _, queue, _, start = key.split(SEP)
+                interval = interval_start(int(start), self.windows.interval_ms)
+                if (queue, interval) in unpublished:
                     continue
-                if self.bucket_end(kind, begins) <= horizon:
+                # A minute goes with its interval: a withdrawn longest wait is read again from
+                # the interval's minutes, all of them.
+                if self.bucket_end("i", interval) <= horizon:
                     doomed.append(key)
             elif key.startswith("c" + SEP):
                 contribution = Contribution.from_json(value[1])
