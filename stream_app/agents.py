@@ -130,7 +130,12 @@ def register(pipeline: Pipeline) -> None:
     )
     queues = QueueStage(queues_store, windows, pipeline.sla)
     collector = QueueCollector(
-        app, queues, lambda: queues_processor.stream_now(), pipeline.sla, topic("queue-updates")
+        app,
+        queues,
+        lambda: queues_processor.stream_now(),
+        pipeline.sla,
+        topic("queue-updates"),
+        reading=queues_store.reading,
     )
     metrics.registry.register(collector)
     live = LivePublisher(queues, pipeline.sla, outputs, topic("queue-live"))  # wallboards' feed

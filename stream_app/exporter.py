@@ -8,6 +8,7 @@ zero calls has no sample at all (never 0).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import faust
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -104,12 +105,14 @@ class QueueCollector(Collector):
         stream_now: Callable[[], int | None],
         sla: SlaConfig,
         topic: str,
+        reading: Callable[[int], AbstractContextManager[None]] = lambda _: nullcontext(),
     ) -> None:
         self.app = app
         self.stage = stage
         self.stream_now = stream_now
         self.sla = sla
         self.topic = topic
+        self.reading = reading  # reads scoped to one partition's state (BufferedStore.reading)
         self._partition_of: dict[str, int] = {}
 
     def owns(self, queue: str, partition: int) -> None:
@@ -170,7 +173,8 @@ class QueueCollector(Collector):
         now = self.stream_now()
         if now is not None:
             for queue in self.owned_queues():
-                state = queue_now(self.stage, self.sla, queue, now)
+                with self.reading(self._partition_of[queue]):
+                    state = queue_now(self.stage, self.sla, queue, now)
                 for window, figures in state.windows.items():
                     for attr, family in window_families.items():
                         value = read(figures, attr)

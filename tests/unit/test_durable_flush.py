@@ -300,3 +300,24 @@ def test_a_read_for_another_partition_sees_that_partitions_state(tmp_path: Path)
         assert buffered.get(POSITION_KEY) == 40
         assert buffered.get(POSITION_KEY, PARTITION) == 7
         assert buffered.get(POSITION_KEY, PARTITION + 2) is None
+
+
+def test_a_read_scoped_to_a_partition_outside_an_agent_sees_only_that_partition(
+    tmp_path: Path,
+) -> None:
+    """A scrape reads each queue's state where it lives: the partition's buffer and its own
+    database, stored or not yet flushed; another partition's keys are not its."""
+    table, _ = open_store(tmp_path)
+    changelog = Changelog(table.changelog_topic_name)
+    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    with CurrentRecord(PARTITION):
+        buffered.set("stored", 1)
+        asyncio.run(buffered.flush())
+        buffered.set("buffered", 2)
+    with CurrentRecord(PARTITION + 1):
+        buffered.set("elsewhere", 3)
+    with buffered.reading(PARTITION):
+        assert [buffered.get(k) for k in ("stored", "buffered", "elsewhere")] == [1, 2, None]
+    with buffered.reading(PARTITION + 1):
+        assert [buffered.get(k) for k in ("stored", "buffered", "elsewhere")] == [None, None, 3]
+    assert [buffered.get(k) for k in ("stored", "buffered", "elsewhere")] == [1, 2, 3]
