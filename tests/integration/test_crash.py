@@ -268,6 +268,36 @@ def test_two_workers_joining_back_to_back_then_the_first_killed_give_the_figures
     assert_reaches(clean_outputs, prefix, [second, third])
 
 
+def test_workers_killed_while_others_recover_give_the_figures_of_a_clean_run(
+    tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
+) -> None:
+    """Failover during failover: a worker joins, and seconds later, while it is still
+    restoring the partitions it was given, the first is killed; a third joins and the second
+    is killed in its turn while the third restores. The two left end with the clean run's
+    records."""
+    events, clean_outputs = clean
+    prefix = unique_prefix("storm")
+    first = started(workers, tmp_path, prefix, name="first")
+    send(prefix, events)
+    wait_processed(first, 0.25 * len(events))
+
+    def joining(name: str) -> Worker:
+        """Started, not waited for: the group rebalances and it restores its partitions."""
+        worker = make_worker(tmp_path, prefix, name=name).start()
+        workers.append(worker)
+        time.sleep(4)
+        return worker
+
+    second = joining("second")
+    first.stop(signal.SIGKILL)
+    third = joining("third")
+    second.stop(signal.SIGKILL)
+    fourth = joining("fourth")
+    third.wait_ready()
+    fourth.wait_ready()
+    assert_reaches(clean_outputs, prefix, [third, fourth])
+
+
 def test_the_broker_killed_mid_stream_and_restarted_gives_the_figures_of_a_clean_run(
     tmp_path: Path, workers: list[Worker], clean: tuple[list[tuple[str, dict[str, Any]]], Outputs]
 ) -> None:
