@@ -342,8 +342,8 @@ class BufferedStore:
         return None if event is None else int(event.message.partition)
 
     def get(self, key: str, partition: int | None = None) -> Any | None:
-        """`partition`: whose state (by default the current record's; outside an agent, a
-        scrape, whichever holds the key)."""
+        """`partition`: whose state. By default the current record's; outside an agent, the
+        one `reading` names, or else whichever holds the key."""
         if partition is None:
             partition = self._partition()
             if partition is None:

@@ -155,14 +155,14 @@ class QueueStage:
         ):
             return applied
         meta = self._meta(queue)
-        final_before: int | None = meta.get("h")  # facts before the last sweep's horizon
+        final_before: int = meta.get("h", 0)  # facts before the last sweep's horizon (ts >= 0)
         # Per bucket start, the facts it loses and the facts it gains.
         minutes: dict[int, tuple[list[Figures], list[Figures]]] = {}
         intervals: dict[int, tuple[list[Figures], list[Figures]]] = {}
         interval_ms = self.windows.interval_ms
         for sign, contribution, sla in ((0, prev, prev_sla), (1, new, sla_now)):
             for ts, facts in contribution_facts(contribution, sla):
-                if final_before is not None and ts < final_before:
+                if ts < final_before:
                     continue
                 intervals.setdefault(interval_start(ts, interval_ms), ([], []))[sign].append(facts)
                 minutes.setdefault(floor_to(ts, MINUTE_MS), ([], []))[sign].append(facts)
@@ -200,7 +200,7 @@ class QueueStage:
         if (
             new.answered is not None
             and (prev.answered is None or prev.answered != new.answered)
-            and (final_before is None or new.answered[0] >= final_before)
+            and new.answered[0] >= final_before
         ):
             applied.new_answer_speeds_ms.append(new.answered[1])  # a final answer was observed
         waiting: dict[str, int] = meta["w"]
@@ -397,8 +397,11 @@ class QueueStage:
         }
         doomed: list[str] = []
         timelines: list[tuple[str, Any]] = []
+        queues: set[str] = set()  # those with calls: each keeps the horizon (below)
         for key, value in entries:
-            if key.startswith("g" + SEP):
+            if key.startswith("q" + SEP):
+                queues.add(key.split(SEP, 1)[1])
+            elif key.startswith("g" + SEP):
                 timelines.append((key, value))
             elif key.startswith("b" + SEP):
                 _, queue, _, start = key.split(SEP)
@@ -410,18 +413,16 @@ class QueueStage:
                 if self.bucket_end("i", interval) <= horizon:
                     doomed.append(key)
             elif key.startswith("c" + SEP):
+                queues.add(key.split(SEP, 2)[1])
                 contribution = Contribution.from_json(value[1])
                 stamps = contribution.fact_stamps()
                 if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
                     doomed.append(key)
         # The horizon goes with each queue's meta before the contributions go (the meta is
         # flushed first, `flush_rank`): a call forgotten here is never taken for a new one.
-        swept_queues = {
-            key.split(SEP, 2)[1] for key, _ in entries if key[:2] in ("q" + SEP, "c" + SEP)
-        }
-        for queue in sorted(swept_queues):
+        for queue in sorted(queues):
             meta = self._meta(queue)
-            if meta.get("h", horizon - 1) < horizon:
+            if meta.get("h", 0) < horizon:
                 meta["h"] = horizon
                 self.store.set(meta_key(queue), meta)
         for key in doomed:
