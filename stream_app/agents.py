@@ -19,6 +19,7 @@ import faust
 from faust.streams import Stream
 from faust.types import TP
 
+from stream_app import fetch_loop
 from stream_app.agents_processor import UPDATES_POSITION_KEY, AgentsProcessor, AgentsTopics
 from stream_app.calls_processor import CallsProcessor, CallsTopics
 from stream_app.checkpoint import stop_on_failure
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
     from stream_app.app import Pipeline
 
 SWEEP_EVERY_MS = 60_000  # wall-clock throttle on retention scans, per partition (and stream time)
+
+
+def _busy() -> bool:
+    """More records of the batch in hand follow: the input buffer is not empty yet."""
+    return False
 
 
 def sweep_schedule(retention_ms: int) -> SweepSchedule:
@@ -73,6 +79,7 @@ def register(pipeline: Pipeline) -> None:
     )
     agent_events = app.topic(topic("agent-events"), **raw)
     agent_ticks = app.topic(topic("agent-ticks"), **raw)
+    agent_updates = app.topic(topic("agent-updates"), **raw)
     # Records to other topics and the tables' changelogs go through the worker's own producer,
     # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
     # use Faust's.
@@ -228,27 +235,35 @@ def register(pipeline: Pipeline) -> None:
         caught_up=agents_caught_up,
     )
 
+    # Each poll's records of a partition of these come as one event (stream_app.fetch_loop);
+    # ticks one by one.
+    for batched in (call_events, queue_updates, agent_events, agent_updates):
+        fetch_loop.batch(app, batched.get_topic_name())
+
     @app.agent(events_in, concurrency=1)
     @stop_on_failure("calls")
     async def process_calls(stream: faust.StreamT[bytes]) -> None:
-        idle = cast(Any, stream).channel.queue.empty  # the stage's input buffer holds nothing
+        empty = cast(Any, stream).channel.queue.empty  # the stage's input buffer holds nothing
         async for event in cast(Stream[bytes], stream).noack().events():
-            tick = event.message.topic != call_events.get_topic_name()
-            await calls_processor.on_record(event, tick=tick, idle=idle)
+            for record, last in fetch_loop.records(event, app):
+                tick = record.message.topic != call_events.get_topic_name()
+                await calls_processor.on_record(record, tick=tick, idle=empty if last else _busy)
 
     @app.agent(updates_in, concurrency=1)
     @stop_on_failure("queues")
     async def process_queues(stream: faust.StreamT[bytes]) -> None:
         async for event in cast(Stream[bytes], stream).noack().events():
-            tick = event.message.topic != queue_updates.get_topic_name()
-            await queues_processor.on_record(event, tick=tick)
+            for record, _ in fetch_loop.records(event, app):
+                tick = record.message.topic != queue_updates.get_topic_name()
+                await queues_processor.on_record(record, tick=tick)
 
     @app.agent(agents_in, concurrency=1)
     @stop_on_failure("agents")
     async def process_agents(stream: faust.StreamT[bytes]) -> None:
-        idle = cast(Any, stream).channel.queue.empty
+        empty = cast(Any, stream).channel.queue.empty
         async for event in cast(Stream[bytes], stream).noack().events():
-            await agents_processor.on_record(event, idle=idle)
+            for record, last in fetch_loop.records(event, app):
+                await agents_processor.on_record(record, idle=empty if last else _busy)
 
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         for tp in revoked:

@@ -5,10 +5,12 @@ cancellation intact either way."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import types
+from typing import Any, cast
 
 import faust
 import pytest
+from faust.types import TP
 from mode import Service
 
 from stream_app import fetch_loop
@@ -148,3 +150,170 @@ def test_an_app_given_the_transport_consumes_with_this_loop() -> None:
     app = faust.App("fetch-loop-test", broker="kafka://127.0.0.1:1", autodiscover=False)
     fetch_loop.install(app)
     assert isinstance(app.consumer, fetch_loop.Consumer)
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+class Message:
+    """What the batch path uses of Faust's ConsumerMessage: its generation, refcount and ack."""
+
+    def __init__(self, offset: int, generation: int = 1) -> None:
+        self.topic, self.partition, self.offset = "events", 0, offset
+        self.generation_id = generation
+        self.refcount = 0
+        self.acked_by: list[Any] = []
+
+    def incref(self, n: int = 1) -> None:
+        self.refcount += n
+
+    def ack(self, consumer: Any, n: int = 1) -> bool:
+        self.acked_by.append(consumer)
+        return True
+
+
+class Channel:
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+
+
+class Flow:
+    async def acquire(self) -> None:
+        pass
+
+
+class BatchApp:
+    """What the batch path uses of the app: generation, consumer, channels, transport."""
+
+    def __init__(self, channels: list[Channel]) -> None:
+        self.consumer_generation_id = 1
+        self.consumer = BatchConsumer(self)
+        self.topics = types.SimpleNamespace(_topic_name_index={"events": channels})
+        self.transport = types.SimpleNamespace(backlog=fetch_loop.Backlog())
+        self.flow_control = Flow()
+
+
+class BatchConsumer(Consumer):
+    def __init__(self, app: BatchApp) -> None:
+        super().__init__()
+        self.app = app
+        self.full: list[TP] = []
+        self.dropped: list[TP] = []
+        self.tracked: list[Any] = []
+
+    def on_buffer_full(self, tp: TP) -> None:
+        self.full.append(tp)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        self.dropped.append(tp)
+
+
+TP0 = TP("events", 0)
+
+
+async def deliver_batch(app: BatchApp, messages: list[Any]) -> None:
+    consumer = app.consumer
+    await fetch_loop.Consumer._deliver_batch(
+        cast(Any, consumer),
+        TP0,
+        messages,
+        app.topics._topic_name_index,
+        consumer.tracked.append,
+        app.transport.backlog,
+    )
+
+
+async def test_a_batch_reaches_each_channel_as_one_event_and_its_records_one_by_one() -> None:
+    channel = Channel()
+    app = BatchApp([channel])
+    messages = [Message(offset) for offset in range(3)]
+    await deliver_batch(app, messages)
+    assert channel.queue.qsize() == 1
+    assert app.consumer.tracked == messages  # Faust still tracks each record
+    event = channel.queue.get_nowait()
+    assert event.message is messages[-1]
+    got = list(fetch_loop.records(event, app))
+    assert [(record.message, last) for record, last in got] == [
+        (messages[0], False),
+        (messages[1], False),
+        (messages[2], True),
+    ]
+    assert got[1][0].ack()
+    assert messages[1].acked_by == [app.consumer]  # acked through the consumer, as Faust acks
+    assert all(message.refcount == 0 for message in messages)  # one channel: no extra count
+
+
+async def test_a_record_of_another_generation_ends_its_batch_unacked() -> None:
+    app = BatchApp([Channel()])
+    messages = [Message(offset) for offset in range(4)]
+    await deliver_batch(app, messages)
+    event = app.topics._topic_name_index["events"][0].queue.get_nowait()
+    taken = []
+    for record, _ in fetch_loop.records(event, app):
+        taken.append(record.message.offset)
+        if record.message.offset == 1:
+            app.consumer_generation_id = 2  # a rebalance while record 1 was applied
+    assert taken == [0, 1]  # records 2 and 3 are the next owner's (or read again here)
+    assert all(not message.acked_by for message in messages)
+
+
+async def test_an_event_that_is_not_a_batch_is_its_own_record() -> None:
+    app = BatchApp([Channel()])
+    tick = types.SimpleNamespace(value=b"", message=Message(7))
+    assert list(fetch_loop.records(tick, app)) == [(tick, True)]
+
+
+async def test_two_channels_each_get_the_batch_and_each_record_counts_both_acks() -> None:
+    first, second = Channel(), Channel()
+    app = BatchApp([first, second])
+    messages = [Message(0), Message(1)]
+    await deliver_batch(app, messages)
+    assert first.queue.qsize() == second.queue.qsize() == 1
+    assert [message.refcount for message in messages] == [2, 2]
+
+
+async def test_a_partition_pauses_when_its_agent_lags_and_resumes_when_it_caught_up() -> None:
+    channel = Channel()
+    app = BatchApp([channel])
+    for offset in range(fetch_loop.PAUSE_AT):
+        await deliver_batch(app, [Message(offset)])
+    assert app.consumer.full == [TP0]  # paused once, at the threshold
+    await deliver_batch(app, [Message(99)])
+    assert app.consumer.full == [TP0]
+    while channel.queue.qsize() > fetch_loop.RESUME_AT + 1:
+        list(fetch_loop.records(channel.queue.get_nowait(), app))
+    assert app.consumer.dropped == []  # still more than RESUME_AT waiting
+    list(fetch_loop.records(channel.queue.get_nowait(), app))
+    list(fetch_loop.records(channel.queue.get_nowait(), app))  # taking one checks
+    assert app.consumer.dropped == [TP0]
+    assert not app.transport.backlog.paused
+
+
+async def test_the_fetch_loop_resumes_a_partition_whose_agent_drained_on_ticks_alone() -> None:
+    channel = Channel()
+    app = BatchApp([channel])
+    for offset in range(fetch_loop.PAUSE_AT):
+        await deliver_batch(app, [Message(offset)])
+    while not channel.queue.empty():
+        channel.queue.get_nowait()  # taken without `records` (as a tick event would be)
+    fetch_loop.resume(app)  # what the fetch loop does before each poll
+    assert app.consumer.dropped == [TP0]
+
+
+async def test_a_full_buffer_waits_for_room_or_for_the_flow_to_stop() -> None:
+    channel = Channel(maxsize=1)
+    app = BatchApp([channel])
+    await deliver_batch(app, [Message(0)])
+    waiting = asyncio.ensure_future(deliver_batch(app, [Message(1)]))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # no room: it waits, as Faust's conductor does
+    channel.queue.get_nowait()
+    await asyncio.wait_for(waiting, timeout=5)
+    assert channel.queue.get_nowait().message.offset == 1
+    await deliver_batch(app, [Message(2)])
+    stuck = asyncio.ensure_future(deliver_batch(app, [Message(3)]))
+    await asyncio.sleep(0.01)
+    app.consumer.suspend_flow.set()  # a rebalance: the batch is given up (read again later)
+    await asyncio.wait_for(stuck, timeout=5)
+    assert channel.queue.get_nowait().message.offset == 2
+    assert channel.queue.empty()
