@@ -79,7 +79,6 @@ def register(pipeline: Pipeline) -> None:
     )
     agent_events = app.topic(topic("agent-events"), **raw)
     agent_ticks = app.topic(topic("agent-ticks"), **raw)
-    agent_updates = app.topic(topic("agent-updates"), **raw)
     # Records to other topics and the tables' changelogs go through the worker's own producer,
     # the outputs flushed before the state that relies on them (stream_app.outputs); ticks alone
     # use Faust's.
@@ -237,8 +236,8 @@ def register(pipeline: Pipeline) -> None:
 
     # Each poll's records of a partition of these come as one event (stream_app.fetch_loop);
     # ticks one by one.
-    for batched in (call_events, queue_updates, agent_events, agent_updates):
-        fetch_loop.batch(app, batched.get_topic_name())
+    for batched in ("call-events", "queue-updates", "agent-events", "agent-updates"):
+        fetch_loop.batch(app, topic(batched))
 
     @app.agent(events_in, concurrency=1)
     @stop_on_failure("calls")

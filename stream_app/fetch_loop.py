@@ -5,7 +5,8 @@ records a poll brought of one of its partitions reach the agent as one event (`B
 agent applies them one by one (`records`). Faust's conductor, stream iterator and stream sensors
 run once per poll and partition; each record is still tracked and acked through Faust's
 consumer, so its commits and gaps work as before. Flow control counts the events waiting in the
-agent's buffer: a partition's fetching pauses at `PAUSE_AT` and resumes at `RESUME_AT`. On the
+agent's buffer: a partition's fetching pauses at `PAUSE_AT` and resumes at `RESUME_AT`, through
+Faust's own pause for a full buffer (its `_buffered_partitions` say which are paused). On the
 month this took a quarter off the worker's CPU, and Faust's own per-record share from about a
 tenth to 2 % (bench/RESULTS.md).
 
@@ -115,31 +116,24 @@ def records(event: Any, app: Any) -> Iterator[tuple[Any, bool]]:
         yield Delivered(message, consumer), index == last
 
 
-class Backlog:
-    """Which partitions of batched topics wait for their agent's buffer to drain."""
-
-    def __init__(self) -> None:
-        self.topics: set[str] = set()
-        self.paused: set[TP] = set()
-
-
 def batch(app: faust.App, topic: str) -> None:
     """Deliver `topic`'s records to its agents in batches (before the worker starts)."""
-    backlog_of(app).topics.add(topic)
+    batched_topics(app).add(topic)
 
 
 def resume(app: Any) -> None:
-    """Fetch again the partitions paused for their agent's buffer once it is short enough."""
-    backlog = backlog_of(app)
-    if not backlog.paused:
-        return
+    """Fetch again the partitions of batched topics paused for their agent's buffer (Faust's
+    own set of partitions paused for a full buffer) once that buffer is short enough."""
     consumer = app.consumer
-    for tp in list(backlog.paused):
+    paused = consumer._buffered_partitions
+    if not paused:
+        return
+    batched = batched_topics(app)
+    for tp in [tp for tp in paused if tp.topic in batched]:
         for channel in cast(Any, app.topics)._topic_name_index.get(tp.topic, ()):
             if channel.queue.qsize() > RESUME_AT:
                 break
         else:
-            backlog.paused.discard(tp)
             consumer.on_buffer_drop(tp)
 
 
@@ -147,7 +141,7 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (Faust's loop)
         """Faust's loop with a batch per partition for batched topics (module docstring)."""
         app = self.app
-        backlog = backlog_of(app)
+        batched = batched_topics(app)
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -157,9 +151,7 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = app.topics.acks_enabled_for
-        channels_of = cast(Any, app.topics)._topic_name_index
         to_message = self._to_message
-        track = self.track_message
         fetching = faust_consumer.CONSUMER_FETCHING
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -192,8 +184,8 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                             if read and offset - read > 1:
                                 await self._add_gap(tp, read + 1, offset)
                             read = offset
-                    if tp.topic in backlog.topics:
-                        await self._deliver_batch(tp, messages, channels_of, track, backlog)
+                    if tp.topic in batched:
+                        await self._deliver_batch(tp, messages)
                         set_read_offset(tp, messages[-1].offset)
                     else:
                         for message in messages:
@@ -220,14 +212,12 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         finally:
             unset_flag(fetching)
 
-    async def _deliver_batch(
-        self, tp: TP, messages: list[Any], channels_of: Any, track: Any, backlog: Backlog
-    ) -> None:
+    async def _deliver_batch(self, tp: TP, messages: list[Any]) -> None:
         """One event holding the batch to each channel of the topic, racing the flow's
         suspension (a rebalance) when a buffer is full, as Faust's conductor does."""
-        channels = channels_of.get(tp.topic, ())
+        channels = cast(Any, self.app.topics)._topic_name_index.get(tp.topic, ())
         for message in messages:
-            track(message)
+            self.track_message(message)
             if len(channels) > 1:
                 message.incref(len(channels))  # acked once per agent, as Faust counts
         await self.app.flow_control.acquire()
@@ -238,8 +228,7 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 await self.wait_first(queue.put(event), self.suspend_flow.wait())
             else:
                 queue.put_nowait(event)
-            if queue.qsize() >= PAUSE_AT and tp not in backlog.paused:
-                backlog.paused.add(tp)
+            if queue.qsize() >= PAUSE_AT and tp not in self._buffered_partitions:
                 self.on_buffer_full(tp)
 
 
@@ -248,11 +237,11 @@ class Transport(faust_aiokafka.Transport):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.backlog = Backlog()
+        self.batched: set[str] = set()  # the topics delivered in batches (`batch`)
 
 
-def backlog_of(app: Any) -> Backlog:
-    return cast(Transport, app.transport).backlog
+def batched_topics(app: Any) -> set[str]:
+    return cast(Transport, app.transport).batched
 
 
 def install(app: faust.App) -> None:

@@ -189,23 +189,33 @@ class BatchApp:
         self.consumer_generation_id = 1
         self.consumer = BatchConsumer(self)
         self.topics = types.SimpleNamespace(_topic_name_index={"events": channels})
-        self.transport = types.SimpleNamespace(backlog=fetch_loop.Backlog())
+        self.transport = types.SimpleNamespace(batched={"events"})
         self.flow_control = Flow()
 
 
 class BatchConsumer(Consumer):
+    """Faust's consumer as the batch path uses it: the partitions paused for a full buffer
+    (`_buffered_partitions`, kept by `on_buffer_full` and `on_buffer_drop`) and tracking."""
+
     def __init__(self, app: BatchApp) -> None:
         super().__init__()
         self.app = app
+        self._buffered_partitions: set[TP] = set()
         self.full: list[TP] = []
         self.dropped: list[TP] = []
         self.tracked: list[Any] = []
 
+    def track_message(self, message: Any) -> None:
+        self.tracked.append(message)
+
     def on_buffer_full(self, tp: TP) -> None:
+        self._buffered_partitions.add(tp)
         self.full.append(tp)
 
     def on_buffer_drop(self, tp: TP) -> None:
-        self.dropped.append(tp)
+        if tp in self._buffered_partitions:
+            self._buffered_partitions.discard(tp)
+            self.dropped.append(tp)
 
 
 TP0 = TP("events", 0)
@@ -213,14 +223,7 @@ TP0 = TP("events", 0)
 
 async def deliver_batch(app: BatchApp, messages: list[Any]) -> None:
     consumer = app.consumer
-    await fetch_loop.Consumer._deliver_batch(
-        cast(Any, consumer),
-        TP0,
-        messages,
-        app.topics._topic_name_index,
-        consumer.tracked.append,
-        app.transport.backlog,
-    )
+    await fetch_loop.Consumer._deliver_batch(cast(Any, consumer), TP0, messages)
 
 
 async def test_a_batch_reaches_each_channel_as_one_event_and_its_records_one_by_one() -> None:
@@ -286,7 +289,7 @@ async def test_a_partition_pauses_when_its_agent_lags_and_resumes_when_it_caught
     list(fetch_loop.records(channel.queue.get_nowait(), app))
     list(fetch_loop.records(channel.queue.get_nowait(), app))  # taking one checks
     assert app.consumer.dropped == [TP0]
-    assert not app.transport.backlog.paused
+    assert not app.consumer._buffered_partitions
 
 
 async def test_the_fetch_loop_resumes_a_partition_whose_agent_drained_on_ticks_alone() -> None:
