@@ -52,16 +52,38 @@ class TableStore:
     def delete(self, key: str) -> None:
         self.table.pop(key.encode(), None)
 
-    def items(self) -> Iterator[tuple[str, Any]]:
+    def _db(self) -> Any:
         event = current_event()
         if event is None:
             raise RuntimeError(
                 "a partition scan needs the current record's partition (call it inside an agent)"
             )
         store: Any = self.table.data  # the rocksdict store: one DB per partition
-        db = store._db_for_partition(event.message.partition)
-        for key, value in list(store._visible_items(db)):
+        return store._db_for_partition(event.message.partition)
+
+    def _raw_items(self, prefix: str) -> list[tuple[bytes, bytes]]:
+        """The partition's entries under `prefix`, read at once (a caller may write while it
+        goes through them). A prefix seeks to its first key: a sweep of contributions does not
+        read the buckets."""
+        if not prefix:
+            store: Any = self.table.data
+            return list(store._visible_items(self._db()))
+        start = prefix.encode()
+        out = []
+        for key, value in self._db().items(from_key=start):
+            if not key.startswith(start):
+                break
+            out.append((key, value))
+        return out
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for key, value in self._raw_items(prefix):
             yield key.decode(), orjson.loads(value)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Like `items` without decoding the values."""
+        for key, _ in self._raw_items(prefix):
+            yield key.decode()
 
 
 # RocksDB's options per partition's database (Faust opens one per table and partition, 16 by
@@ -381,14 +403,25 @@ class BufferedStore:
     def delete(self, key: str) -> None:
         self._buffer()[key] = _DELETED
 
-    def items(self) -> Iterator[tuple[str, Any]]:
-        buffer = dict(self._buffer())
-        for key, value in self.backing.items():
+    def _buffered(self, prefix: str) -> dict[str, bytes]:
+        return {key: raw for key, raw in self._buffer().items() if key.startswith(prefix)}
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """The partition's entries whose keys start with `prefix`, buffered writes included."""
+        buffer = self._buffered(prefix)
+        for key, value in self.backing.items(prefix):
             if key not in buffer:
                 yield key, value
         for key, raw in buffer.items():
             if raw != _DELETED:
                 yield key, orjson.loads(raw)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        buffer = self._buffered(prefix)
+        for key in self.backing.keys(prefix):
+            if key not in buffer:
+                yield key
+        yield from (key for key, raw in buffer.items() if raw != _DELETED)
 
     async def flush(self) -> None:
         """Make the current partition's buffer durable: sent to the changelog and acknowledged,

@@ -65,7 +65,13 @@ class Store(Protocol):
     def get(self, key: str) -> Any | None: ...
     def set(self, key: str, value: Any) -> None: ...
     def delete(self, key: str) -> None: ...
-    def items(self) -> Iterable[tuple[str, Any]]: ...
+    def items(self, prefix: str = "") -> Iterable[tuple[str, Any]]:
+        """The entries whose keys start with `prefix` (all by default), as of the call."""
+        ...
+
+    def keys(self, prefix: str = "") -> Iterable[str]:
+        """The keys `items(prefix)` would give, without decoding a value."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +331,8 @@ class QueueStage:
         agent figures too as published: the agents' timelines kept now may no longer reach
         back to an old interval, and a re-send must not change what it repeats."""
         out = []
-        for key, value in self.store.items():
-            if key.startswith("b" + SEP) and value[2] >= 0:
+        for key, value in self.store.items("b" + SEP):
+            if value[2] >= 0:
                 _, queue, kind, start = key.split(SEP)
                 if kind == "i":
                     published = value[5] if len(value) > 5 else None
@@ -369,10 +375,8 @@ class QueueStage:
 
     def queues(self) -> list[str]:
         """The queues with calls or agents (a roster: stream_app.domain.queue_agents) here."""
-        prefixes = ("q" + SEP, "r" + SEP)
-        return sorted(
-            {key.split(SEP, 1)[1] for key, _ in self.store.items() if key[:2] in prefixes}
-        )
+        keys = [*self.store.keys("q" + SEP), *self.store.keys("r" + SEP)]
+        return sorted({key.split(SEP, 1)[1] for key in keys})
 
     # -- retention -------------------------------------------------------------------------------
 
@@ -386,38 +390,31 @@ class QueueStage:
         resurrected half empty nor a forgotten call counted twice.
         """
         horizon = low_watermark - self.windows.retention_ms
-        entries = list(self.store.items())
         # An interval not yet published keeps its buckets whatever its age: sweeping it first
         # would lose it (after a restart, a sweep can run before the first close does).
+        metas = list(self.store.items("q" + SEP))
         unpublished = {
-            (key.split(SEP, 1)[1], start)
-            for key, value in entries
-            if key.startswith("q" + SEP)
-            for start in value["d"]
+            (key.split(SEP, 1)[1], start) for key, value in metas for start in value["d"]
         }
+        queues = {key.split(SEP, 1)[1] for key, _ in metas}  # each keeps the horizon (below)
         doomed: list[str] = []
-        timelines: list[tuple[str, Any]] = []
-        queues: set[str] = set()  # those with calls: each keeps the horizon (below)
-        for key, value in entries:
-            if key.startswith("q" + SEP):
-                queues.add(key.split(SEP, 1)[1])
-            elif key.startswith("g" + SEP):
-                timelines.append((key, value))
-            elif key.startswith("b" + SEP):
-                _, queue, _, start = key.split(SEP)
-                interval = interval_start(int(start), self.windows.interval_ms)
-                if (queue, interval) in unpublished:
-                    continue
-                # A minute goes with its interval: a withdrawn longest wait is read again from
-                # the interval's minutes, all of them.
-                if self.bucket_end("i", interval) <= horizon:
-                    doomed.append(key)
-            elif key.startswith("c" + SEP):
-                queues.add(key.split(SEP, 2)[1])
-                contribution = Contribution.from_json(value[1])
-                stamps = contribution.fact_stamps()
-                if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
-                    doomed.append(key)
+        # A bucket is judged by its key alone (most of the table: its value is never read).
+        for key in self.store.keys("b" + SEP):
+            _, queue, _, start = key.split(SEP)
+            interval = interval_start(int(start), self.windows.interval_ms)
+            if (queue, interval) in unpublished:
+                continue
+            # A minute goes with its interval: a withdrawn longest wait is read again from
+            # the interval's minutes, all of them.
+            if self.bucket_end("i", interval) <= horizon:
+                doomed.append(key)
+        for key, value in self.store.items("c" + SEP):
+            queues.add(key.split(SEP, 2)[1])
+            contribution = Contribution.from_json(value[1])
+            stamps = contribution.fact_stamps()
+            if contribution.waiting_since is None and (not stamps or max(stamps) < horizon):
+                doomed.append(key)
+        timelines = list(self.store.items("g" + SEP))
         # The horizon goes with each queue's meta before the contributions go (the meta is
         # flushed first, `flush_rank`): a call forgotten here is never taken for a new one.
         for queue in sorted(queues):

@@ -31,8 +31,13 @@ class DictStore:
         self.writes += 1
         self.data.pop(key, None)
 
-    def items(self) -> list[tuple[str, Any]]:
-        return [(key, orjson.loads(raw)) for key, raw in self.data.items()]
+    def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        return [
+            (key, orjson.loads(raw)) for key, raw in self.data.items() if key.startswith(prefix)
+        ]
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return [key for key in self.data if key.startswith(prefix)]
 
     def snapshot(self) -> dict[str, Any]:
         """Every key and value, decoded: compare two stores with ==."""
@@ -70,8 +75,11 @@ class CrashingStore:
         self._write()
         self.inner.delete(key)
 
-    def items(self) -> list[tuple[str, Any]]:
-        return self.inner.items()
+    def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        return self.inner.items(prefix)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return self.inner.keys(prefix)
 
 
 class PartitionedStore:
@@ -96,5 +104,8 @@ class PartitionedStore:
     def delete(self, key: str) -> None:
         self._db().delete(key)
 
-    def items(self) -> list[tuple[str, Any]]:
-        return self._db().items()
+    def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        return self._db().items(prefix)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return self._db().keys(prefix)

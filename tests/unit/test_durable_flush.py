@@ -321,3 +321,26 @@ def test_a_read_scoped_to_a_partition_outside_an_agent_sees_only_that_partition(
     with buffered.reading(PARTITION + 1):
         assert [buffered.get(k) for k in ("stored", "buffered", "elsewhere")] == [None, None, 3]
     assert [buffered.get(k) for k in ("stored", "buffered", "elsewhere")] == [1, 2, 3]
+
+
+def test_a_prefix_scan_sees_only_its_keys_stored_buffered_or_deleted(tmp_path: Path) -> None:
+    """The queues stage's sweep reads contributions by prefix and buckets by key alone: a scan
+    seeks to its prefix in the partition's database, and the buffer's writes and deletes win."""
+    table, store = open_store(tmp_path)
+    changelog = Changelog(table.changelog_topic_name)
+    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    store._db_for_partition(PARTITION + 1)[b"c\x1fq\x1felsewhere"] = b"0"
+    with CurrentRecord(PARTITION):
+        for key, value in [("b\x1f1", 1), ("c\x1fq\x1fa", 2), ("c\x1fq\x1fb", 3), ("d", 4)]:
+            buffered.set(key, value)
+        asyncio.run(buffered.flush())
+        buffered.set("c\x1fq\x1fc", 5)  # buffered only
+        buffered.delete("c\x1fq\x1fa")  # stored, deleted in the buffer
+        buffered.set("b\x1f1", 6)  # stored, overwritten in the buffer
+        assert dict(TableStore(table).items("c\x1f")) == {"c\x1fq\x1fa": 2, "c\x1fq\x1fb": 3}
+        assert sorted(TableStore(table).keys("b\x1f")) == ["b\x1f1"]
+        assert dict(buffered.items("c\x1f")) == {"c\x1fq\x1fb": 3, "c\x1fq\x1fc": 5}
+        assert sorted(buffered.keys("c\x1f")) == ["c\x1fq\x1fb", "c\x1fq\x1fc"]
+        assert dict(buffered.items("b\x1f")) == {"b\x1f1": 6}
+        assert sorted(buffered.keys("e")) == []
+        assert sorted(buffered.keys()) == ["b\x1f1", "c\x1fq\x1fb", "c\x1fq\x1fc", "d"]
