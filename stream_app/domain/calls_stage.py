@@ -82,7 +82,8 @@ class CallsStage(PartitionClocks):
         self.call_ttl_ms = call_ttl_ms
         self.clocks: dict[int, EventClock] = {}
         # Per partition, once a sweep scanned it: each call's (newest ts, finished), kept up to
-        # date by every write, so later sweeps judge the calls without reading the table.
+        # date by every write, so later sweeps judge the calls without reading the table, and
+        # a call not in it is new without a read.
         self.ages: dict[int, dict[str, tuple[int, bool]]] = {}
         # Per partition, the calls not finished as their latest write left them, decoded: a
         # call's next events find it here, not in the table (a read and a decode per event).
@@ -98,6 +99,9 @@ class CallsStage(PartitionClocks):
         state = self.open.get(partition, {}).get(call_id)
         if state is not None:
             return state
+        ages = self.ages.get(partition)
+        if ages is not None and call_id not in ages:
+            return None  # a new call: `ages` holds every call in the table (a read saved)
         stored: dict[str, Any] | None = self.store.get(call_id)
         return CallState.from_json(stored) if stored is not None else None
 

@@ -731,3 +731,41 @@ def test_a_restarted_stage_sweeps_the_calls_its_table_holds() -> None:
     restarted = make(store)
     Partition(restarted).advance_to(at(0) + TTL + 1)
     assert restarted.sweep(0).evicted == 1 and tombstoned(restarted, "silent")
+
+
+class CountingStore(DictStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get(self, key: str) -> Any | None:
+        self.reads.append(key)
+        return super().get(key)
+
+
+def test_once_swept_a_new_call_costs_no_read_and_a_stored_call_is_still_found() -> None:
+    store = CountingStore()
+    before = make(store)
+    for rec in (
+        record("call_started", at(0), call="c1"),
+        record("queue_entered", at(10), call="c1", queue="sales"),
+        record("call_answered", at(20), call="c1", agent_id="a1"),
+        record("call_ended", at(300), call="c1"),
+    ):
+        process(before, rec)
+    stage = make(store)  # a restarted worker: c1 is in the table only
+    process(stage, record("call_started", at(400), call="c0"))
+    stage.sweep(0)  # the first sweep reads the partition's calls whole
+    store.reads.clear()
+    process(stage, record("call_started", at(401), call="c2"))
+    assert "c2" not in store.reads
+    # c1, finished and never decoded here, is read: its late wrap-up completes it.
+    late = process(stage, record("wrapup_ended", at(500), call="c1"))
+    assert "c1" in store.reads
+    assert late.emission is not None and late.emission.outcome is not None
+    assert late.emission.outcome["handle_seconds"] == 480.0
+    # c2 finishes: it leaves the decoded calls, and its next event finds it in the table.
+    ended = record("call_ended", at(402), call="c2")
+    process(stage, ended)
+    assert process(stage, ended).duplicate
+    assert "c2" in store.reads
