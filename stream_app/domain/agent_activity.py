@@ -183,6 +183,8 @@ class AgentActivity:
     _starts: list[int] = field(default_factory=list)
     _stale_from: int | None = None  # the cached spans hold before this instant only
     _counts: tuple[list[int], list[int], list[int]] | None = None  # see `_counted`
+    _steps: list[Span] | None = None  # see `_set_states`: kept until the agent events change
+    _step_starts: list[int] = field(default_factory=list)
     _reach: dict[str, float] | None = None  # see `_reached`
 
     # -- input ------------------------------------------------------------------------------
@@ -196,6 +198,7 @@ class AgentActivity:
         self.event_ids.add(event.event_id)
         stored = (event.ts, AGENT_TYPE_RANK[event.type], event.event_id, event.queues, event.reason)
         bisect.insort(self.events, stored)
+        self._steps = None
         self._stale(event.ts)
         return True
 
@@ -211,7 +214,11 @@ class AgentActivity:
             self.calls[call_id] = call
         if changed:
             self._counts = None
-            self._reach = None
+            if self._reach is not None:  # kept up to date: a replay changes one call at a time
+                if call is None:
+                    self._reach.pop(call_id, None)
+                else:
+                    self._reach[call_id] = call.reach()
             stamps = [*(old.stamps() if old else ()), *(call.stamps() if call else ())]
             if stamps:
                 self._stale(min(stamps))
@@ -245,7 +252,11 @@ class AgentActivity:
         changes an agent's latest calls many times, and its two days of calls are costly to
         sweep each time. The state at `since` depends only on the activities in force then."""
         overlays = [o for o in self._overlays(since) if o[1] is None or o[1] > since]
-        tail = _merge_timeline(self._set_states(), overlays)
+        # The set state in force at `since` and every activity lasting past it make the spans
+        # from there on; the set states before it are not looked at.
+        steps = self._set_states()
+        first = max(bisect.bisect_right(self._step_starts, since) - 1, 0)
+        tail = _merge_timeline(steps[first:], overlays)
         index = bisect.bisect_right([span.start for span in tail], since) - 1
         at_since = Span(since, *tail[index][1:]) if index >= 0 else Span(since, *_OUT)
         out = spans[: bisect.bisect_left(self._starts, since)]
@@ -314,7 +325,14 @@ class AgentActivity:
 
     def _set_states(self) -> list[Span]:
         """The state the agent set, per instant their events change it (the last event of an
-        instant wins); queues while logged_out are none."""
+        instant wins); queues while logged_out are none. Kept until an agent event comes: a
+        replay re-derives the latest minutes after every call, the agent's events seldom change."""
+        if self._steps is None:
+            self._steps = self._derive_set_states()
+            self._step_starts = [step.start for step in self._steps]
+        return self._steps
+
+    def _derive_set_states(self) -> list[Span]:
         steps: list[Span] = []
         state, reason = "logged_out", None
         queues: tuple[str, ...] = ()
@@ -351,8 +369,11 @@ class AgentActivity:
             calls = [(c, self.calls[c]) for c, reach in reaches.items() if reach > since]
             low = min([since, *(call.wrap[0] for _, call in calls if call.wrap is not None)])
             cutting = [(c, self.calls[c]) for c, reach in reaches.items() if reach >= low]
+            events = self.events[bisect.bisect_left(self.events, (low,)) :]
+        else:
+            events = self.events
         cutters = sorted(
-            [(event[0], "") for event in self.events]
+            [(event[0], "") for event in events]
             + [(ts, call_id) for call_id, call in cutting for ts in call.stamps()]
         )
         out: list[tuple[int, int | None, str, str | None, str]] = []
@@ -415,6 +436,7 @@ class AgentActivity:
         lister = next((e for e in reversed(earlier) if e[1] in (_LOGIN, _QUEUES)), None)
         anchors = {e for e in (setter, lister) if e is not None}
         self.events = sorted(anchors) + [event for event in self.events if event[0] >= cut]
+        self._steps = None
         self.event_ids = {event[2] for event in self.events}
         self._counts = None
         self._reach = None
