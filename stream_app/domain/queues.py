@@ -172,8 +172,7 @@ class QueueStage:
                     continue
                 intervals.setdefault(interval_start(ts, interval_ms), ([], []))[sign].append(facts)
                 minutes.setdefault(floor_to(ts, MINUTE_MS), ([], []))[sign].append(facts)
-        was_dirty = set(meta["d"])
-        dirty = set(was_dirty)
+        dirty: set[int] = set()  # intervals this record changes (meta["d"] may hold 200)
         # Minutes first: an interval whose longest wait was withdrawn re-reads its minutes.
         buckets = [("m", start, d) for start, d in minutes.items()]
         buckets.extend(("i", start, d) for start, d in intervals.items())
@@ -210,12 +209,15 @@ class QueueStage:
         ):
             applied.new_answer_speeds_ms.append(new.answered[1])  # a final answer was observed
         waiting: dict[str, int] = meta["w"]
-        if meta["o"] < offset and (waiting.get(call_id) != new.waiting_since or dirty != was_dirty):
+        was_dirty: list[int] = meta["d"]  # sorted
+        dirty = {start for start in dirty if not _holds(was_dirty, start)}
+        if meta["o"] < offset and (waiting.get(call_id) != new.waiting_since or dirty):
             if new.waiting_since is None:
                 waiting.pop(call_id, None)
             else:
                 waiting[call_id] = new.waiting_since
-            meta["d"] = sorted(dirty)
+            if dirty:
+                meta["d"] = sorted([*was_dirty, *dirty])
             meta["o"] = offset
             self.store.set(meta_key(queue), meta)
             applied.changed = True
@@ -470,6 +472,11 @@ class QueueStage:
             meta["x"] = cut
             self.store.set(meta_key(queue), meta)
         return int(meta["x"])
+
+
+def _holds(ordered: list[int], value: int) -> bool:
+    index = bisect.bisect_left(ordered, value)
+    return index < len(ordered) and ordered[index] == value
 
 
 def _move_waits(waits: list[int], removes: list[Figures], adds: list[Figures]) -> None:
