@@ -61,29 +61,36 @@ class TableStore:
         store: Any = self.table.data  # the rocksdict store: one DB per partition
         return store._db_for_partition(event.message.partition)
 
-    def _raw_items(self, prefix: str) -> list[tuple[bytes, bytes]]:
-        """The partition's entries under `prefix`, read at once (a caller may write while it
-        goes through them). A prefix seeks to its first key: a sweep of contributions does not
-        read the buckets."""
-        if not prefix:
-            store: Any = self.table.data
-            return list(store._visible_items(self._db()))
+    def _bounded(self, prefix: str) -> tuple[bytes, Any]:
+        """Where a scan of `prefix` starts, and read options ending it past the prefix: the
+        database seeks to the prefix and stops by itself (a sweep of contributions does not
+        read the buckets, nor a sweep of buckets their values)."""
         start = prefix.encode()
-        out = []
-        for key, value in self._db().items(from_key=start):
-            if not key.startswith(start):
-                break
-            out.append((key, value))
-        return out
+        options = rocksdict.ReadOptions()
+        options.set_iterate_upper_bound(start[:-1] + bytes([start[-1] + 1]))
+        return start, options
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        for key, value in self._raw_items(prefix):
+        """The entries under `prefix`, read at once (a caller may write while it goes through
+        them)."""
+        if prefix:
+            start, options = self._bounded(prefix)
+            entries = list(self._db().items(from_key=start, read_opt=options))
+        else:
+            store: Any = self.table.data
+            entries = list(store._visible_items(self._db()))
+        for key, value in entries:
             yield key.decode(), orjson.loads(value)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Like `items` without decoding the values."""
-        for key, _ in self._raw_items(prefix):
-            yield key.decode()
+        """Like `items` without reading the values."""
+        if prefix:
+            start, options = self._bounded(prefix)
+            keys = list(self._db().keys(from_key=start, read_opt=options))
+        else:
+            store: Any = self.table.data
+            keys = list(store._visible_keys(self._db()))
+        return (key.decode() for key in keys)
 
 
 # RocksDB's options per partition's database (Faust opens one per table and partition, 16 by
