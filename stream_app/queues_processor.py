@@ -143,6 +143,7 @@ class QueuesProcessor:
 
     def _forget(self, partition: int) -> None:
         """Its state is read afresh from the recovered table, its queues learnt again."""
+        self.queues.forget()
         self.state.drop(partition)
         self.guard.forget(partition)
         self.seen.discard(partition)

@@ -32,9 +32,10 @@ than its own stream time minus the same retention.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from stream_app.domain.figures import Figures, contribution_facts, interval_key, interval_record
@@ -102,6 +103,27 @@ def meta_key(queue: str) -> str:
     return f"q{SEP}{queue}"
 
 
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
+
+
+def _consistent(
+    method: Callable[Concatenate[QueueStage, _P], _R],
+) -> Callable[Concatenate[QueueStage, _P], _R]:
+    """A change that fails half way (a write refused) leaves no cached meta ahead of the
+    table: the cache is dropped, and the record is redone from what the table holds."""
+
+    @functools.wraps(method)
+    def wrapped(stage: QueueStage, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(stage, *args, **kwargs)
+        except BaseException:
+            stage.forget()
+            raise
+
+    return wrapped
+
+
 class QueueStage:
     def __init__(self, store: Store, windows: WindowConfig, sla: SlaConfig) -> None:
         self.store = store
@@ -109,6 +131,14 @@ class QueueStage:
         self.sla = sla
         # Per queue, its agents' timelines as last read, with what they were read at.
         self._agents: dict[str, tuple[Any, list[QueueAgent]]] = {}
+        # Per queue, its meta decoded as last written: every record of the queue reads it, and
+        # it holds the calls waiting and the intervals to publish (often a hundred or more).
+        # Each change to it is written at once; a failure forgets them all (`_consistent`).
+        self._metas: dict[str, dict[str, Any]] = {}
+
+    def forget(self) -> None:
+        """Partitions moved (or a failure): the queues' metas are read from the table again."""
+        self._metas.clear()
 
     def agents(self, queue: str) -> list[QueueAgent]:
         """The queue's agents' timelines (stream_app.domain.queue_agents), read again only
@@ -139,6 +169,7 @@ class QueueStage:
 
     # -- applying a call's contribution ----------------------------------------------------------
 
+    @_consistent
     def apply(self, queue: str, call_id: str, new: Contribution, offset: int) -> Applied:
         """Replace the call's contribution to `queue` with `new` (idempotent per input offset)."""
         applied = Applied()
@@ -229,6 +260,7 @@ class QueueStage:
             )
         return applied
 
+    @_consistent
     def mark_dirty(
         self, queue: str, since: int, stream_now: int | None, low_watermark: int | None = None
     ) -> None:
@@ -253,8 +285,14 @@ class QueueStage:
             self.store.set(meta_key(queue), meta)
 
     def _meta(self, queue: str) -> dict[str, Any]:
-        meta: dict[str, Any] | None = self.store.get(meta_key(queue))
-        return meta if meta is not None else {"o": -1, "w": {}, "d": []}
+        meta = self._metas.get(queue)
+        if meta is None:
+            meta = self._metas[queue] = self.store.get(meta_key(queue)) or {
+                "o": -1,
+                "w": {},
+                "d": [],
+            }
+        return meta
 
     def _longest_of_minutes(self, queue: str, start: int) -> int | None:
         """An interval's longest wait after its holder was withdrawn (corrections only)."""
@@ -267,10 +305,11 @@ class QueueStage:
 
     # -- closing intervals -----------------------------------------------------------------------
 
+    @_consistent
     def close_due(self, queue: str, stream_now: int) -> list[tuple[str, dict[str, object]]]:
         """Publish every changed interval of `queue` whose end plus grace lies behind stream time."""
-        meta = self.store.get(meta_key(queue))
-        if not meta or not meta["d"]:
+        meta = self._meta(queue)
+        if not meta["d"]:
             return []
         out: list[tuple[str, dict[str, object]]] = []
         still_dirty: list[int] = []
@@ -382,6 +421,7 @@ class QueueStage:
 
     # -- retention -------------------------------------------------------------------------------
 
+    @_consistent
     def sweep(self, low_watermark: int) -> int:
         """Forget buckets and contributions past the retention of the window state.
 
