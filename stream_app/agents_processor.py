@@ -205,7 +205,7 @@ class AgentsProcessor:
         if await divert(self.outputs, self.metrics, topics, message, outcome):
             return
         assert outcome.event is not None
-        self.metrics.events.labels(type=outcome.event.type).inc()
+        self.metrics.events.inc(outcome.event.type)
         if outcome.duplicate:
             self.metrics.duplicates.inc()
             # A crash may have lost the projections a kept state change called for: re-sent.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -11,7 +11,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stream_app.domain.events import REJECT_REASONS
@@ -24,7 +24,7 @@ ANSWER_SPEED_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 1
 @dataclass
 class Metrics:
     registry: CollectorRegistry
-    events: LabelsOnce[Counter]  # counted on every event
+    events: Tally  # counted on every event
     rejected: Counter
     duplicates: Counter
     late: Counter
@@ -39,13 +39,12 @@ class Metrics:
         buckets = sorted({*ANSWER_SPEED_BUCKETS, *thresholds})
         metrics = cls(
             registry=registry,
-            events=LabelsOnce(
-                Counter(
-                    "callcenter_events",
-                    "Valid call events processed, by type.",
-                    ["type"],
-                    registry=registry,
-                )
+            events=Tally(
+                "callcenter_events",
+                "Valid call events processed, by type.",
+                "type",
+                EVENT_TYPES,
+                registry,
             ),
             rejected=Counter(
                 "callcenter_events_rejected",
@@ -82,11 +81,39 @@ class Metrics:
             ),
         )
         # Every fixed label value exists from the start: a rate over a reason never seen is 0, not absent.
-        for event_type in EVENT_TYPES:
-            metrics.events.labels(type=event_type)
         for reason in sorted(REJECT_REASONS):
             metrics.rejected.labels(reason=reason)
         return metrics
+
+
+class Tally(Collector):
+    """A counter by one label kept in a plain dict: the stages count every event, and a
+    prometheus_client counter takes a lock per increment (counts come from one thread, the
+    event loop's, and so do scrapes). Every value given exists from the start, at 0."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        values: Iterable[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.counts: dict[str, int] = dict.fromkeys(values, 0)
+        registry.register(self)
+
+    def inc(self, value: str) -> None:
+        self.counts[value] = self.counts.get(value, 0) + 1
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in list(self.counts.items()):
+            family.add_metric([value], float(count))
+        yield family
 
 
 class FaustRelay(Collector):
