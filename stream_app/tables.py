@@ -333,6 +333,21 @@ def changelog_table(app: faust.App, name: str, partitions: int, help: str) -> Ta
 _DELETED = b""  # a buffered delete (stored values are never empty: orjson never encodes to b"")
 
 
+class Encodable(Protocol):
+    def to_json(self) -> Any: ...
+
+
+def _decoded(raw: bytes | Encodable) -> Any:
+    """A buffered value as a reader gets it: decoded, or encoded from its object afresh."""
+    if isinstance(raw, bytes):
+        return orjson.loads(raw)
+    return raw.to_json()
+
+
+def _encoded(raw: bytes | Encodable) -> bytes:
+    return raw if isinstance(raw, bytes) else orjson.dumps(raw.to_json())
+
+
 class BufferedStore:
     """A write-back cache over a table, one buffer per partition.
 
@@ -351,7 +366,7 @@ class BufferedStore:
         send: ChangelogSender | None = None,
     ) -> None:
         self.backing = TableStore(table)
-        self.buffers: dict[int, dict[str, bytes]] = {}
+        self.buffers: dict[int, dict[str, bytes | Encodable]] = {}
         self.scope: int | None = None  # the partition read outside an agent (`reading`)
         self.flush_rank = flush_rank
         # Faust's own send path unless the worker gives its producer (acknowledged at once).
@@ -381,7 +396,7 @@ class BufferedStore:
         for buffer in buffers:
             raw = buffer.get(key)
             if raw is not None:
-                return None if raw == _DELETED else orjson.loads(raw)
+                return None if raw == _DELETED else _decoded(raw)
         return self.backing.get(key, partition)
 
     @contextlib.contextmanager
@@ -396,7 +411,7 @@ class BufferedStore:
         finally:
             self.scope = outer
 
-    def _buffer(self) -> dict[str, bytes]:
+    def _buffer(self) -> dict[str, bytes | Encodable]:
         partition = self._partition()
         if partition is None:
             raise RuntimeError(
@@ -407,10 +422,15 @@ class BufferedStore:
     def set(self, key: str, value: Any) -> None:
         self._buffer()[key] = orjson.dumps(value)
 
+    def set_object(self, key: str, value: Encodable) -> None:
+        """Write an object its caller keeps, and writes again after each change to it (a call
+        in progress): encoded once, at the flush (or for a read), not at every write."""
+        self._buffer()[key] = value
+
     def delete(self, key: str) -> None:
         self._buffer()[key] = _DELETED
 
-    def _buffered(self, prefix: str) -> dict[str, bytes]:
+    def _buffered(self, prefix: str) -> dict[str, bytes | Encodable]:
         return {key: raw for key, raw in self._buffer().items() if key.startswith(prefix)}
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -421,7 +441,7 @@ class BufferedStore:
                 yield key, value
         for key, raw in buffer.items():
             if raw != _DELETED:
-                yield key, orjson.loads(raw)
+                yield key, _decoded(raw)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         buffer = self._buffered(prefix)
@@ -448,7 +468,7 @@ class BufferedStore:
         for key, raw in sorted(buffer.items(), key=lambda item: self.flush_rank(item[0])):
             encoded = key.encode()
             if raw != _DELETED:
-                records.append((encoded, raw))
+                records.append((encoded, _encoded(raw)))
             elif encoded in store:
                 records.append((encoded, None))
 

@@ -205,6 +205,11 @@ class CallState:
             data["so"] = dict(self.sent_outcome)
         return data
 
+    def age(self) -> tuple[int, bool]:
+        """`stored_age` of this state's stored form."""
+        finished = self.tombstoned or self.abandoned is not None or self.ended is not None
+        return (0 if self.newest_ts is None else self.newest_ts), finished
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallState:
         """Inverse of to_json (accepts lists where tuples were)."""

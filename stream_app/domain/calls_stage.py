@@ -106,9 +106,8 @@ class CallsStage(PartitionClocks):
         return CallState.from_json(stored) if stored is not None else None
 
     def _write(self, partition: int, call_id: str, state: CallState) -> None:
-        stored = state.to_json()
-        self.store.set(call_id, stored)
-        age = stored_age(stored)
+        self.store.set_object(call_id, state)  # every change to a state ends here
+        age = state.age()
         ages = self.ages.get(partition)
         if ages is not None:
             ages[call_id] = age

@@ -60,11 +60,21 @@ ROLLING_WINDOWS_MS: dict[str, int] = {"15m": 15 * MINUTE_MS, "1h": 60 * MINUTE_M
 WINDOWS: tuple[str, ...] = ("interval", "15m", "1h", "today")
 
 
+class Encodable(Protocol):
+    def to_json(self) -> Any: ...
+
+
 class Store(Protocol):
     """A partition's key-value state; values are JSON-able."""
 
     def get(self, key: str) -> Any | None: ...
     def set(self, key: str, value: Any) -> None: ...
+
+    def set_object(self, key: str, value: Encodable) -> None:
+        """`set(key, value.to_json())`, which a store may defer (as long as it keeps `value`):
+        the caller writes the object again after each change to it."""
+        ...
+
     def delete(self, key: str) -> None: ...
     def items(self, prefix: str = "") -> Iterable[tuple[str, Any]]:
         """The entries whose keys start with `prefix` (all by default), as of the call."""

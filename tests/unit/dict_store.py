@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from stream_app.domain.queues import Encodable
+
 
 class DictStore:
     """One partition's key-value state."""
@@ -26,6 +28,9 @@ class DictStore:
     def set(self, key: str, value: Any) -> None:
         self.writes += 1
         self.data[key] = orjson.dumps(value)
+
+    def set_object(self, key: str, value: Encodable) -> None:
+        self.set(key, value.to_json())
 
     def delete(self, key: str) -> None:
         self.writes += 1
@@ -71,6 +76,9 @@ class CrashingStore:
         self._write()
         self.inner.set(key, value)
 
+    def set_object(self, key: str, value: Encodable) -> None:
+        self.set(key, value.to_json())
+
     def delete(self, key: str) -> None:
         self._write()
         self.inner.delete(key)
@@ -100,6 +108,9 @@ class PartitionedStore:
 
     def set(self, key: str, value: Any) -> None:
         self._db().set(key, value)
+
+    def set_object(self, key: str, value: Encodable) -> None:
+        self._db().set_object(key, value)
 
     def delete(self, key: str) -> None:
         self._db().delete(key)

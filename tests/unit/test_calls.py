@@ -1099,3 +1099,14 @@ def format_ts_v1(ms: int) -> str:
 )
 def test_format_ts_is_the_first_versions(ms: int) -> None:
     assert format_ts(ms) == format_ts_v1(ms)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.booleans())
+def test_a_states_age_is_that_of_its_stored_form(data: st.DataObject, tombstone: bool) -> None:
+    """The calls stage keeps each call's age from the state it writes (no stored form is made
+    at a write any more); the sweep's first scan reads it from the stored form."""
+    state = applied(data.draw(call_event_sets()))
+    if tombstone:
+        state.to_tombstone()
+    assert state.age() == stored_age(state.to_json())

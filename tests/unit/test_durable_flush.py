@@ -344,3 +344,37 @@ def test_a_prefix_scan_sees_only_its_keys_stored_buffered_or_deleted(tmp_path: P
         assert dict(buffered.items("b\x1f")) == {"b\x1f1": 6}
         assert sorted(buffered.keys("e")) == []
         assert sorted(buffered.keys()) == ["b\x1f1", "c\x1fq\x1fb", "c\x1fq\x1fc", "d"]
+
+
+@dataclass
+class Counted:
+    """An object written by `set_object`: its stored form is what `to_json` gives when asked."""
+
+    n: int
+    encoded: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        self.encoded += 1
+        return {"n": self.n}
+
+
+def test_an_object_written_again_after_each_change_is_encoded_once_at_the_flush(
+    tmp_path: Path,
+) -> None:
+    table, store = open_store(tmp_path)
+    changelog = Changelog(table.changelog_topic_name)
+    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    call = Counted(1)
+    with CurrentRecord(PARTITION):
+        for n in range(2, 6):  # five events of a call within one checkpoint
+            call.n = n
+            buffered.set_object("call-1", call)
+        assert call.encoded == 0
+        assert buffered.get("call-1") == {"n": 5}  # a read sees the object as it is now
+        assert dict(buffered.items()) == {"call-1": {"n": 5}}
+        asyncio.run(buffered.flush())
+        assert changelog.records == [(b"call-1", b'{"n":5}')]
+        assert call.encoded == 3  # the read, the scan and the flush: not one per write
+        call.n = 6  # the stage's object lives on; the table holds what the flush wrote
+        assert buffered.get("call-1") == {"n": 5}
+    assert orjson.loads(store._db_for_partition(PARTITION)[b"call-1"]) == {"n": 5}
