@@ -38,7 +38,7 @@ from stream_app.queue_registry import QueueRegistry
 from stream_app.queues_processor import QueuesProcessor
 from stream_app.recovery_watch import RecoveryWatch
 from stream_app.settings import longest_day_ms
-from stream_app.tables import BufferedStore, changelog_table, create_tables
+from stream_app.tables import BufferedStore, Records, changelog_table, create_tables
 
 if TYPE_CHECKING:
     from stream_app.app import Pipeline
@@ -94,8 +94,8 @@ def register(pipeline: Pipeline) -> None:
     )
     clock = EventClock()  # the worker's: its calls events, and what calls partitions announce
 
-    def send_changelog(changelog: str, partition: int, key: bytes, value: bytes | None) -> Any:
-        return outputs.send_acked(changelog, value, key=key, partition=partition)
+    def send_changelog(changelog: str, partition: int, records: Records) -> Any:
+        return outputs.send_all_acked(changelog, records, partition=partition)
 
     # A flush ends with the input position, which vouches for everything before it.
     calls_store = BufferedStore(

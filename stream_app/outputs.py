@@ -35,15 +35,46 @@ OUTAGE_TOLERANCE_MS = 120_000
 MAX_BATCH_BYTES = 1024 * 1024
 
 
+@dataclass(slots=True, eq=False)
+class Group:
+    """Records acknowledged together (a table's flush): `acked` settles with the metadata of
+    the last of them once the broker took every batch holding one, or with the first failure.
+    One future and one settlement per batch, not per record."""
+
+    acked: asyncio.Future[RecordMetadata]
+    batches: int = 0  # holding its records, not answered yet (final before any is sent)
+    last: RecordMetadata | None = None
+
+    def settle(self, sent: asyncio.Future[RecordMetadata], relative: int) -> None:
+        """A batch's outcome; `relative`: the offset of the group's last record in it."""
+        if self.acked.done():
+            return
+        if sent.cancelled():
+            self.acked.cancel()
+            return
+        if (error := sent.exception()) is not None:
+            self.acked.set_exception(error)
+            return
+        metadata = sent.result()
+        offset = metadata.offset + relative
+        if self.last is None or offset > self.last.offset:
+            self.last = metadata._replace(offset=offset)
+        self.batches -= 1
+        if self.batches == 0:
+            self.acked.set_result(self.last)
+
+
 @dataclass(slots=True)
 class Queued:
-    """A record sent and not handed to the client yet; `acked` settles with its offset."""
+    """A record sent and not handed to the client yet; `acked` settles with its offset, or
+    its `group` with the group's last."""
 
     value: bytes | None
     key: bytes | None
     partition: int | None
     headers: list[tuple[str, bytes]] | None
     acked: asyncio.Future[RecordMetadata] | None = None
+    group: Group | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +85,7 @@ class Batch:
     partition: int
     builder: Any  # aiokafka's BatchBuilder
     acked: list[tuple[int, asyncio.Future[RecordMetadata]]] = field(default_factory=list)
+    groups: dict[Group, int] = field(default_factory=dict)  # each one's last record in it
 
     def add(self, record: Queued) -> bool:
         """Append `record` (its acknowledgement settles with its offset); False when full."""
@@ -64,7 +96,20 @@ class Batch:
             return False
         if record.acked is not None:
             self.acked.append((metadata.offset, record.acked))
+        if (group := record.group) is not None:
+            if group not in self.groups:
+                group.batches += 1
+            self.groups[group] = metadata.offset
         return True
+
+    def fail(self, error: BaseException) -> None:
+        """Never handed over: every acknowledgement it holds fails."""
+        for _, acked in self.acked:
+            if not acked.done():
+                acked.set_exception(error)
+        for group in self.groups:
+            if not group.acked.done():
+                group.acked.set_exception(error)
 
 
 class OutputLost(RuntimeError):
@@ -96,6 +141,8 @@ def _settle(batch: Batch, sent: asyncio.Future[RecordMetadata]) -> None:
             acked.set_exception(error)
         else:
             acked.set_result(sent.result()._replace(offset=sent.result().offset + relative))
+    for group, relative in batch.groups.items():
+        group.settle(sent, relative)
 
 
 class Outputs:
@@ -156,6 +203,20 @@ class Outputs:
             self._plan(0.0)
         return acked
 
+    def send_all_acked(
+        self, topic: str, records: Sequence[tuple[bytes, bytes | None]], *, partition: int
+    ) -> asyncio.Future[RecordMetadata]:
+        """`send_acked` for records of one partition, in order (a table's flush): one future,
+        the last record's acknowledgement once the broker took every one."""
+        if not records:
+            raise ValueError("no records to acknowledge")
+        group = Group(asyncio.get_running_loop().create_future())
+        for key, value in records:
+            self._queue(topic, Queued(value, key, partition, None, group=group))
+        if self._due is None or self._due.when() > asyncio.get_running_loop().time():
+            self._plan(0.0)
+        return group.acked
+
     def _queue(self, topic: str, record: Queued) -> None:
         queued = self._queued.get(topic)
         if queued is None:
@@ -207,15 +268,17 @@ class Outputs:
                 handed += 1
         except BaseException as error:  # every record not handed over fails, none hangs
             if built:  # the batches not handed over
-                lost = [acked for batch in batches[handed:] for _, acked in batch.acked]
+                for batch in batches[handed:]:
+                    batch.fail(error)
                 count = sum(batch.builder.record_count() for batch in batches[handed:])
             else:
                 records = [record for records in queued.values() for record in records]
                 lost = [record.acked for record in records if record.acked is not None]
+                lost += [record.group.acked for record in records if record.group is not None]
+                for acked in lost:
+                    if not acked.done():
+                        acked.set_exception(error)
                 count = len(records)
-            for acked in lost:
-                if not acked.done():
-                    acked.set_exception(error)
             self._unsent.append((error, count))
             if not isinstance(error, Exception):
                 raise

@@ -134,9 +134,21 @@ class SentRecord(Protocol):
     def offset(self) -> int: ...
 
 
-ChangelogSend = Callable[[int, bytes, bytes | None], Awaitable[SentRecord]]
-# (changelog topic, partition, key, value or None for a delete) → the broker's acknowledgement
-ChangelogSender = Callable[[str, int, bytes, bytes | None], Awaitable[SentRecord]]
+Records = Sequence[tuple[bytes, bytes | None]]  # (key, value or None for a delete), in order
+# (partition, records) → the broker's acknowledgement of the last, once it took every one
+ChangelogSend = Callable[[int, Records], Awaitable[SentRecord]]
+# The same, the changelog topic first
+ChangelogSender = Callable[[str, int, Records], Awaitable[SentRecord]]
+
+
+async def last_acknowledged(sends: Iterable[Awaitable[SentRecord]]) -> SentRecord:
+    """Records sent one by one, as one acknowledgement: the last's, once every one is in; the
+    first failure otherwise (after every send settled: none is left unawaited)."""
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return max(cast(list[SentRecord], results), key=lambda sent: sent.offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +212,7 @@ class RocksDBStore(FaustRocksDBStore):
     def changelog_topic(self) -> str:
         return str(self.table.changelog_topic_name)  # type: ignore[attr-defined]
 
-    async def write_durably(
-        self, partition: int, records: Sequence[tuple[bytes, bytes | None]], send: ChangelogSend
-    ) -> None:
+    async def write_durably(self, partition: int, records: Records, send: ChangelogSend) -> None:
         """Send `records` (None: a delete) to the partition's changelog in order, wait until the
         broker acknowledged every one, then write them and the last one's offset to the local
         store in one batch. A failed send raises before anything is written locally.
@@ -211,14 +221,7 @@ class RocksDBStore(FaustRocksDBStore):
         (or this worker, should it come back) restores these records from the changelog."""
         if not records:
             return
-        results = await asyncio.gather(
-            *(send(partition, key, value) for key, value in records), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        sent: list[SentRecord] = list(results)  # type: ignore[arg-type]
-        last = max(range(len(sent)), key=lambda n: sent[n].offset)
+        last = await send(partition, records)  # one partition, in order: the last is the newest
         db = self._dbs.get(partition)
         if db is None:
             log.info(
@@ -227,8 +230,8 @@ class RocksDBStore(FaustRocksDBStore):
                 partition,
             )
             return
-        key, value = records[last]
-        mark = ChangelogMark.of(self.changelog_topic, sent[last].offset, key, value)
+        key, value = records[-1]
+        mark = ChangelogMark.of(self.changelog_topic, last.offset, key, value)
         self._write(db, records, mark)
         for key, value in records:  # reads outside an agent (scrapes) find the partition at once
             if value is not None:
@@ -373,12 +376,15 @@ class BufferedStore:
         self.send_changelog: ChangelogSender = send or self._send_through_faust
 
     def _send_through_faust(
-        self, topic: str, partition: int, key: bytes, value: bytes | None
+        self, topic: str, partition: int, records: Records
     ) -> Awaitable[SentRecord]:
-        sent: Awaitable[SentRecord] = self.backing.table.send_changelog(  # type: ignore[attr-defined]
-            partition, key, value, key_serializer="raw", value_serializer="raw"
+        table: Any = self.backing.table
+        return last_acknowledged(
+            table.send_changelog(
+                partition, key, value, key_serializer="raw", value_serializer="raw"
+            )
+            for key, value in records
         )
-        return sent
 
     @staticmethod
     def _partition() -> int | None:
@@ -474,8 +480,8 @@ class BufferedStore:
 
         topic = store.changelog_topic
 
-        def send(target: int, key: bytes, value: bytes | None) -> Awaitable[SentRecord]:
-            return self.send_changelog(topic, target, key, value)
+        def send(target: int, records: Records) -> Awaitable[SentRecord]:
+            return self.send_changelog(topic, target, records)
 
         await store.write_durably(partition, records, send)
         if self.buffers.get(partition) is buffer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from stream_app.tables import (
     MARK_KEY,
     BufferedStore,
     ChangelogMark,
+    ChangelogSend,
     ChangelogTable,
     RocksDBStore,
     TableStore,
     create_tables,
+    last_acknowledged,
 )
 
 PARTITION = 1
@@ -73,6 +75,13 @@ class Changelog:
             for offset, (key, value) in enumerate(self.records)
             if offset >= start
         ]
+
+
+def each(send: Callable[[int, bytes, bytes | None], Awaitable[Any]]) -> ChangelogSend:
+    """A changelog taking records one by one, as the worker's flush hands them over: together."""
+    return lambda partition, records: last_acknowledged(
+        send(partition, key, value) for key, value in records
+    )
 
 
 def timestamp(offset: int) -> int:
@@ -139,7 +148,7 @@ def test_a_flush_reaches_the_local_store_only_once_the_changelog_acknowledged_it
         return future
 
     async def run() -> None:
-        flush = asyncio.create_task(store.write_durably(PARTITION, FIRST, send))
+        flush = asyncio.create_task(store.write_durably(PARTITION, FIRST, each(send)))
         await asyncio.sleep(0.01)
         assert len(pending) == len(FIRST)
         for offset, future in enumerate(pending[:-1]):
@@ -162,11 +171,11 @@ def test_a_flush_reaches_the_local_store_only_once_the_changelog_acknowledged_it
 def test_a_failed_send_at_any_step_writes_nothing_locally(tmp_path: Path, fail_at: int) -> None:
     table, store = open_store(tmp_path)
     changelog = Changelog(table.changelog_topic_name)
-    asyncio.run(store.write_durably(PARTITION, FIRST, changelog.send))
+    asyncio.run(store.write_durably(PARTITION, FIRST, each(changelog.send)))
     before = contents(store), store.changelog_mark(PARTITION)
     changelog.fail_at = changelog.step + fail_at
     with pytest.raises(Failed):
-        asyncio.run(store.write_durably(PARTITION, SECOND, changelog.send))
+        asyncio.run(store.write_durably(PARTITION, SECOND, each(changelog.send)))
     assert (contents(store), store.changelog_mark(PARTITION)) == before
     assert len(changelog.records) == len(FIRST) + fail_at  # what the broker took stays there
 
@@ -181,16 +190,16 @@ def test_a_kill_anywhere_in_a_flush_restores_to_the_state_of_the_whole_changelog
 ) -> None:
     table, store = open_store(tmp_path / "worker")
     changelog = Changelog(table.changelog_topic_name)
-    asyncio.run(store.write_durably(PARTITION, FIRST, changelog.send))
+    asyncio.run(store.write_durably(PARTITION, FIRST, each(changelog.send)))
     if cut == "after the local write":
-        asyncio.run(store.write_durably(PARTITION, SECOND, changelog.send))
+        asyncio.run(store.write_durably(PARTITION, SECOND, each(changelog.send)))
     else:  # the kill: `cut` records acknowledged, the local write never done
         assert isinstance(cut, int)
         changelog.fail_at = changelog.step + cut
         if cut == len(SECOND):  # every one acknowledged: killed just before the write
             monkeypatch.setattr(store, "_write", killed)
         with pytest.raises(Failed):
-            asyncio.run(store.write_durably(PARTITION, SECOND, changelog.send))
+            asyncio.run(store.write_durably(PARTITION, SECOND, each(changelog.send)))
         monkeypatch.undo()
     persisted = store.persisted_offset(faust.types.TP(changelog.topic, PARTITION))
     assert persisted is not None and persisted <= len(changelog.records) - 1
@@ -209,13 +218,13 @@ def test_a_kill_anywhere_in_a_flush_restores_to_the_state_of_the_whole_changelog
 def test_a_partition_revoked_during_a_flush_is_left_to_recovery(tmp_path: Path) -> None:
     table, store = open_store(tmp_path)
     changelog = Changelog(table.changelog_topic_name)
-    asyncio.run(store.write_durably(PARTITION, FIRST, changelog.send))
+    asyncio.run(store.write_durably(PARTITION, FIRST, each(changelog.send)))
 
     def send_then_revoke(partition: int, key: bytes, value: bytes | None) -> Awaitable[Sent]:
         store.revoke_partitions(table, {faust.types.TP(changelog.topic, partition)})
         return changelog.send(partition, key, value)
 
-    asyncio.run(store.write_durably(PARTITION, SECOND, send_then_revoke))
+    asyncio.run(store.write_durably(PARTITION, SECOND, each(send_then_revoke)))
     assert PARTITION not in store._dbs  # not opened again behind Faust's back
     assert store.persisted_offset(faust.types.TP(changelog.topic, PARTITION)) == 2  # reopened
     restore(store, changelog)  # assigned again: the tail from the persisted offset
@@ -309,7 +318,9 @@ def test_a_read_scoped_to_a_partition_outside_an_agent_sees_only_that_partition(
     database, stored or not yet flushed; another partition's keys are not its."""
     table, _ = open_store(tmp_path)
     changelog = Changelog(table.changelog_topic_name)
-    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    buffered = BufferedStore(
+        table, send=lambda _, partition, records: each(changelog.send)(partition, records)
+    )
     with CurrentRecord(PARTITION):
         buffered.set("stored", 1)
         asyncio.run(buffered.flush())
@@ -328,7 +339,9 @@ def test_a_prefix_scan_sees_only_its_keys_stored_buffered_or_deleted(tmp_path: P
     seeks to its prefix in the partition's database, and the buffer's writes and deletes win."""
     table, store = open_store(tmp_path)
     changelog = Changelog(table.changelog_topic_name)
-    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    buffered = BufferedStore(
+        table, send=lambda _, partition, records: each(changelog.send)(partition, records)
+    )
     store._db_for_partition(PARTITION + 1)[b"c\x1fq\x1felsewhere"] = b"0"
     with CurrentRecord(PARTITION):
         for key, value in [("b\x1f1", 1), ("c\x1fq\x1fa", 2), ("c\x1fq\x1fb", 3), ("d", 4)]:
@@ -363,7 +376,9 @@ def test_an_object_written_again_after_each_change_is_encoded_once_at_the_flush(
 ) -> None:
     table, store = open_store(tmp_path)
     changelog = Changelog(table.changelog_topic_name)
-    buffered = BufferedStore(table, send=lambda _, *record: changelog.send(*record))
+    buffered = BufferedStore(
+        table, send=lambda _, partition, records: each(changelog.send)(partition, records)
+    )
     call = Counted(1)
     with CurrentRecord(PARTITION):
         for n in range(2, 6):  # five events of a call within one checkpoint

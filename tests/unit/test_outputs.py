@@ -222,3 +222,65 @@ def test_a_topic_the_client_cannot_place_fails_the_records_of_every_topic_queued
         assert client.batches == []
 
     asyncio.run(run())
+
+
+def test_records_acknowledged_together_settle_with_the_last_once_every_batch_is_in() -> None:
+    """A table's flush: one acknowledgement for its records, the last one's offset, given only
+    when the broker took each batch they fill."""
+    client = Client(partitions=1, batch_bytes=200)
+
+    async def run() -> None:
+        outputs = outputs_on(client, linger_ms=60_000)
+        await outputs.send("log", b"before", key=b"k", partition=0)  # offset 0
+        records = [(b"k%02d" % n, b"x" * 20) for n in range(30)]
+        acked = outputs.send_all_acked("log", records, partition=0)
+        await asyncio.sleep(0.01)
+        assert len(client.batches) > 3  # no linger, several batches
+        _, _, first = client.batches[0]
+        first.set_result(RecordMetadata("log", 0, TopicPartition("log", 0), 0, -1, 0, 0))
+        await asyncio.sleep(0.01)
+        assert not acked.done()  # the other batches are not answered yet
+        client.offsets[TopicPartition("log", 0)] = client.batches[0][1].record_count()
+        client.answer()
+        assert (await acked).offset == 30
+        assert [key for key, _ in client.records()[TopicPartition("log", 0)]] == [
+            b"k",
+            *(key for key, _ in records),
+        ]
+
+    asyncio.run(run())
+
+
+def test_records_acknowledged_together_fail_with_any_batch_of_theirs() -> None:
+    client = Client(partitions=1, batch_bytes=200)
+
+    async def run() -> None:
+        outputs = outputs_on(client)
+        acked = outputs.send_all_acked("log", [(b"k", b"x" * 50)] * 8, partition=0)
+        await asyncio.sleep(0.01)
+        assert len(client.batches) > 1
+        _, _, second = client.batches[1]
+        second.set_exception(RuntimeError("refused"))
+        with pytest.raises(RuntimeError, match="refused"):
+            await acked
+        client.answer()
+        with pytest.raises(OutputLost):
+            await outputs.flush()
+
+    asyncio.run(run())
+
+
+def test_records_acknowledged_together_that_never_reach_the_client_fail() -> None:
+    class Unreachable(Client):
+        async def partitions_for(self, topic: str) -> set[int]:
+            raise RuntimeError("no metadata")
+
+    async def run() -> None:
+        outputs = outputs_on(Unreachable())
+        acked = outputs.send_all_acked("log", [(b"k", b"v")] * 3, partition=0)
+        with pytest.raises(OutputLost, match="did not take 3 of 3 records"):
+            await outputs.flush()
+        with pytest.raises(RuntimeError, match="no metadata"):
+            await acked
+
+    asyncio.run(run())
