@@ -8,7 +8,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import faust
 import orjson
@@ -18,6 +18,8 @@ from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.streams import current_event
 from faust.types import EventT, TableT
+
+from stream_app.domain.queues import Encodable
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +63,26 @@ class TableStore:
         store: Any = self.table.data  # the rocksdict store: one DB per partition
         return store._db_for_partition(event.message.partition)
 
-    def _bounded(self, prefix: str) -> tuple[bytes, Any]:
-        """Where a scan of `prefix` starts, and read options ending it past the prefix: the
-        database seeks to the prefix and stops by itself (a sweep of contributions does not
-        read the buckets, nor a sweep of buckets their values)."""
+    def _scan(self, prefix: str, what: Literal["keys", "items"]) -> list[Any]:
+        """The partition's keys or entries under `prefix`, read at once (a caller may write
+        while it goes through them). A prefix seeks to its first key and stops past its last
+        (an upper bound in the read options): a sweep of contributions does not read the
+        buckets, nor a sweep of buckets their values."""
+        db = self._db()
+        if not prefix:
+            store: Any = self.table.data
+            return list(getattr(store, f"_visible_{what}")(db))
         start = prefix.encode()
         options = rocksdict.ReadOptions()
         options.set_iterate_upper_bound(start[:-1] + bytes([start[-1] + 1]))
-        return start, options
+        return list(getattr(db, what)(from_key=start, read_opt=options))
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        """The entries under `prefix`, read at once (a caller may write while it goes through
-        them)."""
-        if prefix:
-            start, options = self._bounded(prefix)
-            entries = list(self._db().items(from_key=start, read_opt=options))
-        else:
-            store: Any = self.table.data
-            entries = list(store._visible_items(self._db()))
-        for key, value in entries:
+        for key, value in self._scan(prefix, "items"):
             yield key.decode(), orjson.loads(value)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Like `items` without reading the values."""
-        if prefix:
-            start, options = self._bounded(prefix)
-            keys = list(self._db().keys(from_key=start, read_opt=options))
-        else:
-            store: Any = self.table.data
-            keys = list(store._visible_keys(self._db()))
-        return (key.decode() for key in keys)
+        return (key.decode() for key in self._scan(prefix, "keys"))
 
 
 # RocksDB's options per partition's database (Faust opens one per table and partition, 16 by
@@ -334,10 +326,6 @@ def changelog_table(app: faust.App, name: str, partitions: int, help: str) -> Ta
 
 
 _DELETED = b""  # a buffered delete (stored values are never empty: orjson never encodes to b"")
-
-
-class Encodable(Protocol):
-    def to_json(self) -> Any: ...
 
 
 def _decoded(raw: bytes | Encodable) -> Any:
