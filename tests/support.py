@@ -195,30 +195,52 @@ def describe_topics(names: list[str]) -> dict[str, dict[str, Any]]:
     return asyncio.run(run())
 
 
+class LagWatch:
+    """Records of a topic that a consumer group has not committed yet, asked as often as
+    wanted through one admin client and one consumer (new clients cost a connection each)."""
+
+    def __init__(self, group: str, topic: str) -> None:
+        self.group, self.topic = group, topic
+        self.loop = asyncio.new_event_loop()
+        self.admin = AIOKafkaAdminClient(**kafka_options())
+        self.consumer = AIOKafkaConsumer(**kafka_options())
+        self.loop.run_until_complete(self._start())
+
+    async def _start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+
+    def lag(self) -> int:
+        return self.loop.run_until_complete(self._lag())
+
+    async def _lag(self) -> int:
+        committed = await self.admin.list_consumer_group_offsets(self.group)
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if partitions is None:
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        ends = await self.consumer.end_offsets(tps)
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.consumer.stop()
+            await self.admin.close()
+
+        self.loop.run_until_complete(stop())
+        self.loop.close()
+
+
 def group_lag(group: str, topic: str) -> int:
     """Records of `topic` that consumer group `group` has not committed yet."""
-
-    async def run() -> int:
-        admin = AIOKafkaAdminClient(**kafka_options())
-        consumer = AIOKafkaConsumer(**kafka_options())
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in partitions]
-            ends = await consumer.end_offsets(tps)
-            return sum(
-                end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
-            )
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    return asyncio.run(run())
+    watch = LagWatch(group, topic)
+    try:
+        return watch.lag()
+    finally:
+        watch.close()
 
 
 @dataclass
