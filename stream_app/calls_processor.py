@@ -201,7 +201,7 @@ class CallsProcessor:
 
     def holding(self) -> set[int]:
         """The partitions with contributions or agents' news not sent yet."""
-        return {*self.pending.partitions(), *self.agent_pending.by_partition}
+        return {*self.pending.partitions(), *self.agent_pending.partitions()}
 
     async def punctuate(self, partition: int) -> None:
         """A tick: the partition's clock to every queue partition, and its retention."""
@@ -278,8 +278,10 @@ class CallsProcessor:
             self.metrics.duplicates.inc()
         if outcome.emission is not None:
             await self.emit(outcome.event.call_id, outcome.emission, message.partition)
-        if outcome.agents and self.topics.agent_updates is not None:
-            self.agent_pending.add(message.partition, outcome.event.call_id, outcome.agents)
+        if outcome.for_agents is not None and self.topics.agent_updates is not None:
+            self.agent_pending.add_call(
+                message.partition, outcome.event.call_id, outcome.for_agents
+            )
 
     async def emit(self, call_id: str, emission: Emission, partition: int) -> None:
         self.pending.add(partition, call_id, emission.contributions)
@@ -339,6 +341,8 @@ class CallsProcessor:
             return
         swept = self.calls.sweep(partition)
         self.metrics.evicted.inc(swept.evicted)
+        for call_id, agents in swept.agents:
+            self.agent_pending.settle(partition, call_id, agents)
         for call_id, emission in swept.emissions:
             await self.emit(call_id, emission, partition)
 

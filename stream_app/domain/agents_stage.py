@@ -26,6 +26,7 @@ replay's checkpoint writes an hour of an agent's calls once, not each of its cal
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,17 +39,19 @@ from stream_app.domain.agent_activity import (
     AgentActivity,
     AgentCall,
     Window,
+    agent_calls,
     agent_interval_key,
     agent_interval_record,
 )
 from stream_app.domain.agent_events import parse_agent_event
+from stream_app.domain.calls import CallState
 from stream_app.domain.clock import EventClock, PartitionClocks
 from stream_app.domain.events import Rejected, format_ts
 from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.model import AgentEvent
 from stream_app.domain.queue_agents import QueueSpan, project, served_queues
 from stream_app.domain.queues import Store
-from stream_app.domain.windows import MINUTE_MS, interval_closed, interval_start
+from stream_app.domain.windows import MINUTE_MS, interval_start
 
 EXTRAS = ("s", "t", "d", "m", "h")  # the stage's own entries of an agent's value
 
@@ -313,12 +316,9 @@ class AgentsStage(PartitionClocks):
         for agent_id, (activity, extras) in self._all(partition).items():
             if self._mark_staffed(activity, extras, now):
                 self._save(agent_id, partition)
-            dirty: list[int] = extras.get("d", [])
-            due = [
-                start
-                for start in dirty
-                if interval_closed(start, self.interval_ms, self.grace_ms, now)
-            ]
+            dirty: list[int] = extras.get("d", [])  # sorted: the closed ones come first
+            closed = bisect.bisect_left(dirty, now - self.interval_ms - self.grace_ms)
+            due = dirty[:closed]
             if not due:
                 continue
             published: dict[str, list[Any]] = extras.setdefault("m", {})
@@ -335,7 +335,7 @@ class AgentsStage(PartitionClocks):
                 record["revision"] = revision
                 published[str(start)] = [revision, digest]
                 out.append((agent_interval_key(agent_id, start), record))
-            extras["d"] = [start for start in dirty if start not in due]
+            extras["d"] = dirty[closed:]
             self._save(agent_id, partition)
         return out
 
@@ -442,11 +442,33 @@ class AgentPending:
 
     def __init__(self) -> None:
         self.by_partition: dict[int, dict[str, dict[str, AgentCall]]] = {}
+        # Calls whose meaning to agents is derived when taken (the latest state of each):
+        # a call's events come many per checkpoint in a backlog, and are sent once.
+        self.calls: dict[int, dict[str, CallState]] = {}
+
+    def partitions(self) -> set[int]:
+        return {*self.by_partition, *self.calls}
 
     def add(self, partition: int, call_id: str, agents: dict[str, AgentCall]) -> None:
+        """What the call means to these agents now (earlier news of it is older)."""
+        self.calls.get(partition, {}).pop(call_id, None)
+        self._put(partition, call_id, agents)
+
+    def _put(self, partition: int, call_id: str, agents: dict[str, AgentCall]) -> None:
         pending = self.by_partition.setdefault(partition, {})
         for agent_id, call in agents.items():
             pending.setdefault(agent_id, {})[call_id] = call
+
+    def add_call(self, partition: int, call_id: str, state: CallState) -> None:
+        """The call changed: what it means to its agents is derived from `state` (which its
+        stage keeps up to date) when taken."""
+        self.calls.setdefault(partition, {})[call_id] = state
+
+    def settle(self, partition: int, call_id: str, agents: dict[str, AgentCall]) -> None:
+        """The call is about to change in a way its agents must not hear (retired): what is
+        still to be sent of it is `agents`, its meaning before."""
+        if call_id in self.calls.get(partition, {}):
+            self.add(partition, call_id, agents)
 
     def take(
         self, partition: int, target: Callable[[str], int]
@@ -454,6 +476,8 @@ class AgentPending:
         """The partition's pending entries grouped per agents partition (`target` of an agent),
         in chunks of at most ENTRIES_PER_RECORD calls: one record carries many agents, since
         each record costs the agents stage far more to read than its entries to apply."""
+        for call_id, state in self.calls.pop(partition, {}).items():
+            self._put(partition, call_id, agent_calls(state))
         grouped: dict[int, list[tuple[str, list[tuple[str, AgentCall]]]]] = {}
         for agent_id, calls in sorted(self.by_partition.pop(partition, {}).items()):
             grouped.setdefault(target(agent_id), []).append((agent_id, list(calls.items())))
@@ -475,6 +499,7 @@ class AgentPending:
 
     def drop(self, partition: int) -> None:
         self.by_partition.pop(partition, None)
+        self.calls.pop(partition, None)
 
 
 def agent_update_record(

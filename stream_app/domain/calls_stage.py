@@ -36,6 +36,7 @@ from stream_app.domain.queues import Store
 from stream_app.domain.sla import SlaConfig
 
 RESERVED_PREFIX = "\x00"  # the stage's own keys (stream time, input position), never a call
+FINISHED_KEPT = 512  # finished calls kept decoded per partition (a day of the month's calls)
 
 
 @dataclass(slots=True)
@@ -49,7 +50,9 @@ class Outcome:
     rekey: str | None = None  # send the record unchanged to the input, keyed by this call_id
     duplicate: bool = False
     emission: Emission | None = None
-    agents: dict[str, AgentCall] | None = None  # what the call means to each agent it names
+    # The call, once it reached an agent: what it means to each (`agent_calls`) is derived
+    # when it is sent, once per checkpoint rather than at each of its events.
+    for_agents: CallState | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +60,9 @@ class Swept:
     evicted: int = 0
     deleted: int = 0
     emissions: list[tuple[str, Emission]] = field(default_factory=list)
+    # What each evicted call meant to its agents just before it was retired (a tombstone
+    # means nothing to them): for what is still to be sent of it.
+    agents: list[tuple[str, dict[str, AgentCall]]] = field(default_factory=list)
 
 
 class CallsStage(PartitionClocks):
@@ -89,14 +95,20 @@ class CallsStage(PartitionClocks):
         # call's next events find it here, not in the table (a read and a decode per event).
         # Finished calls leave it, so it holds the calls in progress (bounded by the TTL).
         self.open: dict[int, dict[str, CallState]] = {}
+        # Per partition, the calls finished last, decoded, oldest first: an answered call's
+        # wrap-up comes after its end, and would otherwise be read back from the table.
+        self.finished: dict[int, dict[str, CallState]] = {}
 
     def forget_partition(self, partition: int) -> None:
         self.clocks.pop(partition, None)
         self.ages.pop(partition, None)
         self.open.pop(partition, None)
+        self.finished.pop(partition, None)
 
     def _read(self, partition: int, call_id: str) -> CallState | None:
         state = self.open.get(partition, {}).get(call_id)
+        if state is None:
+            state = self.finished.get(partition, {}).get(call_id)
         if state is not None:
             return state
         ages = self.ages.get(partition)
@@ -113,7 +125,13 @@ class CallsStage(PartitionClocks):
             ages[call_id] = age
         if age[1]:
             self.open.get(partition, {}).pop(call_id, None)
+            finished = self.finished.setdefault(partition, {})
+            finished.pop(call_id, None)  # to the end: the newest
+            finished[call_id] = state
+            if len(finished) > FINISHED_KEPT:
+                del finished[next(iter(finished))]
         else:
+            self.finished.get(partition, {}).pop(call_id, None)
             self.open.setdefault(partition, {})[call_id] = state
 
     def short_abandon_ms(self, queue: str | None) -> int:
@@ -161,10 +179,12 @@ class CallsStage(PartitionClocks):
             return Outcome(event=event, duplicate=True)
         if not state.apply(event):
             emission = resend_all(state)
-            return Outcome(event=event, duplicate=True, emission=emission, agents=_agents(state))
+            return Outcome(
+                event=event, duplicate=True, emission=emission, for_agents=_reached(state)
+            )
         emission = plan_emission(state, self.short_abandon_ms)
         self._write(partition, event.call_id, state)
-        return Outcome(event=event, emission=emission, agents=_agents(state))
+        return Outcome(event=event, emission=emission, for_agents=_reached(state))
 
     def sweep(self, partition: int) -> Swept:
         """Forget finished calls past retention; evict silent ones (a tombstone stays for the
@@ -188,6 +208,7 @@ class CallsStage(PartitionClocks):
                 # figures (contract §5).
                 if age > self.retention_ms:
                     self.store.delete(call_id)
+                    self.finished.get(partition, {}).pop(call_id, None)
                     del ages[call_id]
                     swept.deleted += 1
                 continue
@@ -198,12 +219,14 @@ class CallsStage(PartitionClocks):
                 del ages[call_id]
                 continue
             swept.emissions.append((call_id, evict(state)))
+            if _reached(state) is not None:
+                swept.agents.append((call_id, agent_calls(state)))
             swept.evicted += 1
             state.to_tombstone()
             self._write(partition, call_id, state)
         return swept
 
 
-def _agents(state: CallState) -> dict[str, AgentCall] | None:
+def _reached(state: CallState) -> CallState | None:
     """Only calls that reached an agent mean anything to one (most events are cheap this way)."""
-    return agent_calls(state) if state.offered or state.answered else None
+    return state if state.offered or state.answered else None

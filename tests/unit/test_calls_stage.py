@@ -15,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_app.domain.agent_activity import AgentCall, agent_calls
+from stream_app.domain.agents_stage import AgentPending
 from stream_app.domain.calls import CallState, Emission
-from stream_app.domain.calls_stage import CallsStage, Outcome
+from stream_app.domain.calls_stage import FINISHED_KEPT, CallsStage, Outcome
 from stream_app.domain.clock import PARTITION_TIME_KEY, EventClock
 from stream_app.domain.events import REJECT_REASONS, format_ts
 from stream_app.domain.figures import Figures, interval_key
@@ -686,6 +688,11 @@ def test_sweeps_after_the_first_judge_each_call_by_its_latest_write() -> None:
     assert store_of(stage).get("long") is None and store_of(stage).get("silent") is None
 
 
+def meaning(outcome: Outcome) -> dict[str, AgentCall] | None:
+    """What the call means to its agents as the record left it."""
+    return None if outcome.for_agents is None else agent_calls(outcome.for_agents)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_calls_in_progress_kept_decoded_behave_as_read_from_the_table(data: st.DataObject) -> None:
@@ -703,9 +710,9 @@ def test_calls_in_progress_kept_decoded_behave_as_read_from_the_table(data: st.D
 
     def both(rec: tuple[bytes, bytes]) -> None:
         want, got = process(restarted(), rec), process(kept, rec)
-        assert (got.emission, got.agents, got.duplicate, got.late, got.reject) == (
+        assert (got.emission, meaning(got), got.duplicate, got.late, got.reject) == (
             want.emission,
-            want.agents,
+            meaning(want),
             want.duplicate,
             want.late,
             want.reject,
@@ -764,8 +771,57 @@ def test_once_swept_a_new_call_costs_no_read_and_a_stored_call_is_still_found() 
     assert "c1" in store.reads
     assert late.emission is not None and late.emission.outcome is not None
     assert late.emission.outcome["handle_seconds"] == 480.0
-    # c2 finishes: it leaves the decoded calls, and its next event finds it in the table.
+    # c2 finishes: its next event still finds it (among the calls finished last).
     ended = record("call_ended", at(402), call="c2")
     process(stage, ended)
     assert process(stage, ended).duplicate
-    assert "c2" in store.reads
+
+
+def test_finished_calls_are_kept_decoded_up_to_a_bound_and_never_past_their_deletion() -> None:
+    store = CountingStore()
+    stage = make(store)
+    ends = []
+    for n in range(FINISHED_KEPT + 1):
+        call = f"c{n}"
+        process(stage, record("queue_entered", at(n), call=call, queue="sales"))
+        ends.append(record("call_abandoned", at(n + 1), call=call))
+        process(stage, ends[-1])
+    store.reads.clear()
+    assert process(stage, ends[-1]).duplicate and store.reads == []  # kept: no read
+    assert process(stage, ends[0]).duplicate and store.reads == ["c0"]  # the oldest went
+    # Past the retention the sweep deletes a finished call: an event of it then starts anew.
+    Partition(stage).advance_to(at(FINISHED_KEPT + 1) + RETENTION + 1)
+    assert stage.sweep(0).deleted == FINISHED_KEPT + 1
+    again = process(
+        stage, record("queue_entered", at(FINISHED_KEPT + 1) + RETENTION, call="c1", queue="sales")
+    )
+    assert again.reject is None and not again.duplicate
+    assert again.emission is not None and again.emission.contributions["sales"].abandoned is None
+
+
+def test_what_a_call_means_to_agents_is_told_as_its_latest_state_or_as_before_its_retirement() -> (
+    None
+):
+    """The calls processor hands the agents stage a call's state, derived when the checkpoint
+    sends it: the latest of its events counts. A call retired before that (evicted: a tombstone
+    means nothing to agents) is told as it was just before."""
+    stage = make()
+    pending = AgentPending()
+    offered = process(stage, record("agent_offered", at(0), call="c1", agent_id="a1", queue="q"))
+    assert offered.for_agents is not None
+    pending.add_call(0, "c1", offered.for_agents)
+    answered = process(stage, record("call_answered", at(5), call="c1", agent_id="a1", queue="q"))
+    assert answered.for_agents is offered.for_agents  # the same state, kept up to date
+    latest = agent_calls(answered.for_agents)["a1"]
+    assert latest.talk is not None
+    assert pending.take(0, lambda _: 0) == [(0, [("a1", [("c1", latest)])])]
+    pending.add_call(0, "c1", answered.for_agents)
+    Partition(stage).advance_to(at(5) + TTL + 1)
+    swept = stage.sweep(0)
+    assert swept.evicted == 1 and swept.agents == [("c1", {"a1": latest})]
+    for call_id, agents in swept.agents:
+        pending.settle(0, call_id, agents)
+    assert agent_calls(answered.for_agents) == {}  # retired
+    assert pending.take(0, lambda _: 0) == [(0, [("a1", [("c1", latest)])])]
+    pending.settle(0, "c1", {"a1": latest})  # nothing of it is pending now: nothing to tell
+    assert pending.take(0, lambda _: 0) == []
