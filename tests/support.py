@@ -202,13 +202,15 @@ class LagWatch:
     def __init__(self, group: str, topic: str) -> None:
         self.group, self.topic = group, topic
         self.loop = asyncio.new_event_loop()
-        self.admin = AIOKafkaAdminClient(**kafka_options())
-        self.consumer = AIOKafkaConsumer(**kafka_options())
-        self.loop.run_until_complete(self._start())
+        self.admin, self.consumer = self.loop.run_until_complete(self._start())
 
-    async def _start(self) -> None:
-        await self.admin.start()
-        await self.consumer.start()
+    @staticmethod
+    async def _start() -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        admin = AIOKafkaAdminClient(**kafka_options())  # made on the running loop
+        consumer = AIOKafkaConsumer(**kafka_options())
+        await admin.start()
+        await consumer.start()
+        return admin, consumer
 
     def lag(self) -> int:
         return self.loop.run_until_complete(self._lag())
