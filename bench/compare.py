@@ -40,6 +40,7 @@ from tests.support import (
     ROOT,
     Worker,
     consume_all,
+    drop_topics,
     make_worker,
     unique_prefix,
 )
@@ -253,7 +254,7 @@ def main() -> int:
     print(f"live lag on the restarted worker: {lag * 1000:,.0f} ms")
     if profile is not None:
         print(f"Quix profile (py-spy raw, collapsed stacks): {profile}")
-    print(f"logs: {tmp}")
+    print(f"logs: {tmp}; {drop_topics(prefix)} topics of the run deleted")
     return 0
 
 

@@ -24,7 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import cpu_seconds, month_events, peak_rss_kib, pre_produce, processed
 from stream_app.domain.events import format_ts
-from tests.support import DATASET, ROOT, LagWatch, Worker, make_worker, produce, unique_prefix
+from tests.support import (
+    DATASET,
+    ROOT,
+    LagWatch,
+    Worker,
+    drop_topics,
+    make_worker,
+    produce,
+    unique_prefix,
+)
 
 
 @dataclass
@@ -152,7 +161,7 @@ def main() -> int:
     )
     if args.profile:
         print(f"profile (py-spy raw collapsed stacks): {tmp / 'profile.txt'}")
-    print(f"worker log: {worker.log_path}")
+    print(f"worker log: {worker.log_path}; {drop_topics(prefix)} topics of the run deleted")
     return 0
 
 

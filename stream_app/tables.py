@@ -458,12 +458,13 @@ class BufferedStore:
             return
         table: Any = self.backing.table
         store: RocksDBStore = table.data
+        db = store._db_for_partition(partition)  # where a delete's key would be
         records: list[tuple[bytes, bytes | None]] = []
         for key, raw in sorted(buffer.items(), key=lambda item: self.flush_rank(item[0])):
             encoded = key.encode()
             if raw != _DELETED:
                 records.append((encoded, _encoded(raw)))
-            elif encoded in store:
+            elif encoded in db:
                 records.append((encoded, None))
 
         topic = store.changelog_topic

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_app.agents_processor import AgentsProcessor, AgentsTopics
 from stream_app.calls_processor import CallsProcessor, agent_partition
@@ -706,3 +708,21 @@ def test_facts_are_told_the_queues_stage_before_the_sweep_forgets_them() -> None
     [told] = [orjson.loads(v) for _, v in sent(world, TOPICS.queue_updates) if b'"g"' in v]
     assert told["q"] == "sales" and told["g"][0][1][0] == [at(60), "on_call", None]
     assert "c1" not in proc.agents.load("a1", 0)[0].calls  # forgotten afterwards
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(-3, 12)), max_size=12))
+def test_an_agents_dirty_intervals_are_the_sorted_union_of_what_was_marked(
+    marks: list[tuple[int, int]],
+) -> None:
+    """Marking skips the union when nothing new is marked or only later intervals are: the
+    list is what sorting the union would give."""
+    size = 15 * 60_000
+    stage: Any = AgentsStage.__new__(AgentsStage)
+    stage.interval_ms = size
+    extras: dict[str, Any] = {}
+    union: set[int] = set()
+    for first, length in marks:
+        stage._dirty(extras, first * size, (first + length) * size)
+        union.update(range(first * size, (first + length) * size + 1, size))
+        assert extras.get("d", []) == sorted(union)
