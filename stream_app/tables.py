@@ -347,7 +347,9 @@ class BufferedStore:
     (`stream_app.input_guard`), and only then does the agent ack the records whose writes it
     holds. A busy queue's bucket or a call written by five events in a row
     costs one changelog record per flush instead of one per event. Values are buffered encoded,
-    so nothing a caller mutates after `get` can leak into the buffer without a `set`.
+    so nothing a caller mutates after `get` can leak into the buffer without a `set`; or, with
+    `set_object`, as the caller's object, which it writes again after each change (encoded at
+    the flush, and afresh for each read: a reader never holds the caller's object).
     """
 
     def __init__(
