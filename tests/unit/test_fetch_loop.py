@@ -320,3 +320,42 @@ async def test_a_full_buffer_waits_for_room_or_for_the_flow_to_stop() -> None:
     await asyncio.wait_for(stuck, timeout=5)
     assert channel.queue.get_nowait().message.offset == 2
     assert channel.queue.empty()
+
+
+# -- commits ----------------------------------------------------------------------------------
+
+
+async def test_acks_are_committed_soon_after_once_not_at_the_next_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A checkpoint acks its records together: one commit follows, `COMMIT_SOON_S` later, for
+    all of them; the next acks plan the next one."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    acked: list[Any] = []
+
+    def faust_ack(self: Any, message: Any) -> bool:
+        acked.append(message)
+        return True
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "ack", faust_ack)
+    monkeypatch.setattr(fetch_loop.Consumer, "should_stop", False)
+    consumer: Any = fetch_loop.Consumer.__new__(fetch_loop.Consumer)
+    commits: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def commit() -> bool:
+        commits.append(loop.time())
+        return True
+
+    consumer.commit = commit
+    consumer.add_future = asyncio.ensure_future
+    started = loop.time()
+    assert consumer.ack("a") and consumer.ack("b") and acked == ["a", "b"]
+    await asyncio.sleep(fetch_loop.COMMIT_SOON_S / 2)
+    assert commits == []
+    await asyncio.sleep(fetch_loop.COMMIT_SOON_S)
+    assert len(commits) == 1 and commits[0] - started >= fetch_loop.COMMIT_SOON_S
+    consumer.ack("c")
+    await asyncio.sleep(fetch_loop.COMMIT_SOON_S * 1.5)
+    assert len(commits) == 2
