@@ -73,8 +73,8 @@ def create_app(settings: Settings, sla: SlaConfig, partitions: dict[str, int]) -
         # worked through it; with small polls its flow control pauses the busy partitions.
         stream_buffer_maxsize=32768,
         broker_commit_every=100_000,
-        # The consumer commits what the checkpoints acked every second (Faust: 2.8 s): a
-        # drained backlog shows as such on the group's lag that much sooner.
+        # A commit follows each checkpoint's acks (stream_app.fetch_loop.Consumer.ack); this is
+        # the backstop for acks a commit in progress left out (Faust: 2.8 s).
         broker_commit_interval=1.0,
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         producer_linger_ms=20,

@@ -3,8 +3,8 @@
 A stage sends without waiting and makes everything sent so far durable at once, with `flush()`,
 before the state that relies on it is written and its input acked. `flush()` fails on any
 record the broker did not take: a worker never acks input whose outputs may be lost (it stops;
-its successor redoes the input). The tables' changelog records go through it too
-(`send_acked`): their offsets are needed.
+its successor redoes the input). The tables' changelog records go through it too, each
+flush acknowledged as one group (`send_all_acked`): their offsets are needed.
 
 Records are not handed to the client one by one: aiokafka's `send` costs a future, a partition
 lookup and an accumulator append per record, about a twentieth of the month's CPU
@@ -37,13 +37,17 @@ MAX_BATCH_BYTES = 1024 * 1024
 
 @dataclass(slots=True, eq=False)
 class Group:
-    """Records acknowledged together (a table's flush): `acked` settles with the metadata of
-    the last of them once the broker took every batch holding one, or with the first failure.
-    One future and one settlement per batch, not per record."""
+    """Records acknowledged together (a table's flush, or one record): `acked` settles with
+    the metadata of the last of them once the broker took every batch holding one, or with
+    the first failure. One future and one settlement per batch, not per record."""
 
     acked: asyncio.Future[RecordMetadata]
     batches: int = 0  # holding its records, not answered yet (final before any is sent)
     last: RecordMetadata | None = None
+
+    def fail(self, error: BaseException) -> None:
+        if not self.acked.done():
+            self.acked.set_exception(error)
 
     def settle(self, sent: asyncio.Future[RecordMetadata], relative: int) -> None:
         """A batch's outcome; `relative`: the offset of the group's last record in it."""
@@ -53,7 +57,7 @@ class Group:
             self.acked.cancel()
             return
         if (error := sent.exception()) is not None:
-            self.acked.set_exception(error)
+            self.fail(error)
             return
         metadata = sent.result()
         offset = metadata.offset + relative
@@ -66,14 +70,12 @@ class Group:
 
 @dataclass(slots=True)
 class Queued:
-    """A record sent and not handed to the client yet; `acked` settles with its offset, or
-    its `group` with the group's last."""
+    """A record sent and not handed to the client yet (`group`: acknowledged with others)."""
 
     value: bytes | None
     key: bytes | None
     partition: int | None
     headers: list[tuple[str, bytes]] | None
-    acked: asyncio.Future[RecordMetadata] | None = None
     group: Group | None = None
 
 
@@ -84,32 +86,20 @@ class Batch:
     topic: str
     partition: int
     builder: Any  # aiokafka's BatchBuilder
-    acked: list[tuple[int, asyncio.Future[RecordMetadata]]] = field(default_factory=list)
     groups: dict[Group, int] = field(default_factory=dict)  # each one's last record in it
 
     def add(self, record: Queued) -> bool:
-        """Append `record` (its acknowledgement settles with its offset); False when full."""
+        """Append `record` (its group settles with its offset); False when full."""
         metadata = self.builder.append(
             timestamp=None, key=record.key, value=record.value, headers=record.headers
         )
         if metadata is None:
             return False
-        if record.acked is not None:
-            self.acked.append((metadata.offset, record.acked))
         if (group := record.group) is not None:
             if group not in self.groups:
                 group.batches += 1
             self.groups[group] = metadata.offset
         return True
-
-    def fail(self, error: BaseException) -> None:
-        """Never handed over: every acknowledgement it holds fails."""
-        for _, acked in self.acked:
-            if not acked.done():
-                acked.set_exception(error)
-        for group in self.groups:
-            if not group.acked.done():
-                group.acked.set_exception(error)
 
 
 class OutputLost(RuntimeError):
@@ -131,16 +121,7 @@ def partition_of(key: bytes | None, partitions: Sequence[int]) -> int:
 
 
 def _settle(batch: Batch, sent: asyncio.Future[RecordMetadata]) -> None:
-    """The broker's outcome of a batch, passed on to each acknowledged record of it."""
-    for relative, acked in batch.acked:
-        if acked.done():
-            continue
-        if sent.cancelled():
-            acked.cancel()
-        elif (error := sent.exception()) is not None:
-            acked.set_exception(error)
-        else:
-            acked.set_result(sent.result()._replace(offset=sent.result().offset + relative))
+    """The broker's outcome of a batch, passed on to each group with records in it."""
     for group, relative in batch.groups.items():
         group.settle(sent, relative)
 
@@ -197,11 +178,7 @@ class Outputs:
     ) -> asyncio.Future[RecordMetadata]:
         """Send a record; the future is the broker's acknowledgement (its offset). The records
         sent in the same turn of the event loop go to the client together, without lingering."""
-        acked: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        self._queue(topic, Queued(value, key, partition, None, acked))
-        if self._due is None or self._due.when() > asyncio.get_running_loop().time():
-            self._plan(0.0)
-        return acked
+        return self.send_all_acked(topic, [(key, value)], partition=partition)
 
     def send_all_acked(
         self, topic: str, records: Sequence[tuple[bytes, bytes | None]], *, partition: int
@@ -269,15 +246,14 @@ class Outputs:
         except BaseException as error:  # every record not handed over fails, none hangs
             if built:  # the batches not handed over
                 for batch in batches[handed:]:
-                    batch.fail(error)
+                    for group in batch.groups:
+                        group.fail(error)
                 count = sum(batch.builder.record_count() for batch in batches[handed:])
             else:
                 records = [record for records in queued.values() for record in records]
-                lost = [record.acked for record in records if record.acked is not None]
-                lost += [record.group.acked for record in records if record.group is not None]
-                for acked in lost:
-                    if not acked.done():
-                        acked.set_exception(error)
+                for record in records:
+                    if record.group is not None:
+                        record.group.fail(error)
                 count = len(records)
             self._unsent.append((error, count))
             if not isinstance(error, Exception):

@@ -236,23 +236,44 @@ class LagWatch:
         self.loop.close()
 
 
-def drop_topics(marker: str) -> int:
-    """Delete every topic whose name holds `marker` (a run's prefix); how many. A benchmark
-    leaves the broker as it found it: each metadata answer lists every topic, and thousands
-    of old runs' partitions slow every client's refresh."""
-
-    async def run() -> int:
+def list_topics() -> list[str]:
+    async def run() -> list[str]:
         admin = AIOKafkaAdminClient(**kafka_options())
         await admin.start()
         try:
-            names = [name for name in await admin.list_topics() if marker in name]
-            if names:
-                await admin.delete_topics(names)
-            return len(names)
+            return list(await admin.list_topics())
         finally:
             await admin.close()
 
     return asyncio.run(run())
+
+
+def delete_topics(names: list[str], *, wait: bool = True) -> None:
+    """Delete these topics; with `wait`, until the broker no longer lists them."""
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(**kafka_options())
+        await admin.start()
+        try:
+            await admin.delete_topics(names)
+            deadline = time.monotonic() + 60
+            while wait and set(names) & set(await admin.list_topics()):
+                assert time.monotonic() < deadline, f"{names} still listed"
+                await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def drop_topics(marker: str) -> int:
+    """Delete every topic whose name holds `marker` (a run's prefix); how many. A benchmark
+    leaves the broker as it found it: each metadata answer lists every topic, and thousands
+    of old runs' partitions slow every client's refresh."""
+    names = [name for name in list_topics() if marker in name]
+    if names:
+        delete_topics(names, wait=False)
+    return len(names)
 
 
 def group_lag(group: str, topic: str) -> int:

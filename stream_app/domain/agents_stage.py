@@ -51,7 +51,7 @@ from stream_app.domain.hop import ENTRIES_PER_RECORD
 from stream_app.domain.model import AgentEvent
 from stream_app.domain.queue_agents import QueueSpan, project, served_queues
 from stream_app.domain.queues import Store
-from stream_app.domain.windows import MINUTE_MS, interval_start
+from stream_app.domain.windows import MINUTE_MS, interval_start, with_intervals
 
 EXTRAS = ("s", "t", "d", "m", "h")  # the stage's own entries of an agent's value
 
@@ -194,14 +194,8 @@ class AgentsStage(PartitionClocks):
         extras["h"] = max(last, extras.get("h", last))
 
     def _dirty(self, extras: dict[str, Any], first: int, last: int) -> None:
-        """The intervals from `first` to `last` (starts) join the agent's dirty ones (sorted;
-        every call of the agent marks them, most often those already marked or later ones)."""
-        dirty: list[int] = extras.get("d", [])
-        span = range(first, last + 1, self.interval_ms)
-        if not dirty or dirty[-1] < first:
-            extras["d"] = [*dirty, *span]
-        elif bisect.bisect_right(dirty, last) - bisect.bisect_left(dirty, first) != len(span):
-            extras["d"] = sorted({*dirty, *span})  # (starts are all aligned: a count tells)
+        """The intervals from `first` to `last` (starts) join the agent's dirty ones."""
+        extras["d"] = with_intervals(extras.get("d", []), first, last, self.interval_ms)
 
     def _mark_staffed(self, activity: AgentActivity, extras: dict[str, Any], now: int) -> bool:
         """An agent staffed since its last fact stays so without news: the intervals from the

@@ -207,8 +207,7 @@ class CallState:
 
     def age(self) -> tuple[int, bool]:
         """`stored_age` of this state's stored form."""
-        finished = self.tombstoned or self.abandoned is not None or self.ended is not None
-        return (0 if self.newest_ts is None else self.newest_ts), finished
+        return self.last_ts, self.is_finished()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallState:

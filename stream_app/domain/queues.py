@@ -50,6 +50,7 @@ from stream_app.domain.windows import (
     interval_start,
     minutes_in,
     rolling_minutes,
+    with_intervals,
 )
 
 if TYPE_CHECKING:
@@ -289,9 +290,9 @@ class QueueStage:
         meta = self._meta(queue)
         first = interval_start(max(since, floor), self.windows.interval_ms)
         first = max(first, meta.get("x", first))
-        dirty = set(meta["d"]) | set(range(first, last + 1, self.windows.interval_ms))
+        dirty = with_intervals(meta["d"], first, last, self.windows.interval_ms)
         if len(dirty) != len(meta["d"]):
-            meta["d"] = sorted(dirty)
+            meta["d"] = dirty
             self.store.set(meta_key(queue), meta)
 
     def _meta(self, queue: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ Semantics, precisely (all values integer epoch ms):
 
 from __future__ import annotations
 
+import bisect
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -44,6 +45,18 @@ def interval_start(ts: int, interval_ms: int) -> int:
 def interval_closed(start: int, interval_ms: int, grace_ms: int, stream_time: int) -> bool:
     """Past its end plus the grace period: its figures are final (until a late revision)."""
     return stream_time > start + interval_ms + grace_ms
+
+
+def with_intervals(starts: list[int], first: int, last: int, interval_ms: int) -> list[int]:
+    """Sorted interval `starts` with those from `first` to `last` joined (all aligned): the
+    list itself when it holds them already, appended to when they all come after it (a stream
+    marks the same or later intervals again and again), the sorted union otherwise."""
+    span = range(first, last + 1, interval_ms)
+    if not starts or starts[-1] < first:
+        return [*starts, *span]
+    if bisect.bisect_right(starts, last) - bisect.bisect_left(starts, first) == len(span):
+        return starts  # aligned starts: a count tells they are all there
+    return sorted({*starts, *span})
 
 
 def close_time(start: int, interval_ms: int, grace_ms: int) -> int:

@@ -5,7 +5,6 @@ with the same figures."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_app.domain.events import parse_ts
 from stream_app.local_stores import LocalStore, read_local_stores
@@ -24,8 +22,8 @@ from tests.integration.test_workers import QUEUES, answered_1h, send_a_call_per_
 from tests.support import (
     DATASET,
     Worker,
+    delete_topics,
     describe_topics,
-    kafka_options,
     make_worker,
     started,
     unique_prefix,
@@ -77,22 +75,6 @@ def reading_starts_at(log: str) -> dict[tuple[str, int], int]:
         elif starts and not line.strip().startswith(("├", "┌", "└", "+", "|", "│")):
             break
     return starts
-
-
-def delete_topics(names: list[str]) -> None:
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(**kafka_options())
-        await admin.start()
-        try:
-            await admin.delete_topics(names)
-            deadline = time.monotonic() + 60
-            while set(names) & set(await admin.list_topics()):
-                assert time.monotonic() < deadline, f"{names} still listed"
-                await asyncio.sleep(0.5)
-        finally:
-            await admin.close()
-
-    asyncio.run(run())
 
 
 def drained(worker: Worker, events: int) -> Figures:
